@@ -1,0 +1,201 @@
+"""Frames on the wire (RFC 6455 section 5): opcodes, close codes, encoding, masking.
+
+Parsing lives in :mod:`wskit.core.connection`'s receive loop, which reads headers straight
+from its buffer; this module holds what both directions share.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from wskit.exceptions import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "MAX_CONTROL_PAYLOAD",
+    "CloseCode",
+    "Frame",
+    "Opcode",
+    "apply_mask",
+    "encode_frame",
+    "encode_header",
+    "is_valid_close_code",
+    "parse_close",
+    "serialize_close",
+]
+
+
+class Opcode(IntEnum):
+    """RFC 6455 5.2 opcodes."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+DATA_OPCODES = frozenset((OP_CONT, OP_TEXT, OP_BINARY))
+CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+
+FIN = 0x80
+RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
+RSV_BITS = RSV1 | RSV2 | RSV3
+MASK_BIT = 0x80
+
+# RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or less".
+MAX_CONTROL_PAYLOAD = 125
+# 125 minus the two bytes of the close code.
+MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
+
+
+class CloseCode(IntEnum):
+    """RFC 6455 7.4.1 status codes, and those IANA registered since."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS_RCVD = 1005  # never sent on the wire
+    ABNORMAL_CLOSURE = 1006  # never sent on the wire
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015  # never sent on the wire
+
+
+# Codes a Close frame may carry: RFC 6455 7.4.1 / 7.4.2 and the IANA registry. 1004 is
+# reserved, 1005/1006/1015 "MUST NOT be set as a status code in a Close control frame",
+# 1016-2999 are unassigned, 3000-3999 registered for libraries, 4000-4999 private use.
+_WIRE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Whether ``code`` may appear in a Close frame on the wire."""
+    return code in _WIRE_CODES or 3000 <= code <= 4999
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame: opcode, payload, FIN and the RSV bits (``rsv`` holds 0x40/0x20/0x10)."""
+
+    opcode: int
+    data: bytes
+    fin: bool = True
+    rsv: int = 0
+
+    @property
+    def rsv1(self) -> bool:
+        return bool(self.rsv & RSV1)
+
+
+_pack_short = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+def encode_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes = b"") -> bytes:
+    """The frame header for a payload of ``length`` bytes (RFC 6455 5.2).
+
+    The length uses the shortest form: RFC 6455 5.2 "the minimal number of bytes MUST be used
+    to encode the length". A 4-byte ``mask`` sets the MASK bit and follows the length.
+    """
+    b0 = (FIN if fin else 0) | rsv | opcode
+    mbit = MASK_BIT if mask else 0
+    if length < 126:
+        return bytes((b0, mbit | length)) + mask
+    if length < 65536:
+        return _pack_short(b0, mbit | 126, length) + mask
+    return _pack_long(b0, mbit | 127, length) + mask
+
+
+_mask_pool = bytearray()
+
+
+def new_mask() -> bytes:
+    """Four random bytes for a client frame's masking key (RFC 6455 5.3).
+
+    RFC 6455 10.3: the key must come from "a strong source of entropy"; ``secrets`` is that
+    source. Keys are drawn 1 KiB at a time to spare a system call per frame.
+    """
+    global _mask_pool
+    if not _mask_pool:
+        _mask_pool = bytearray(secrets.token_bytes(1024))
+    key = bytes(_mask_pool[-4:])
+    del _mask_pool[-4:]
+    return key
+
+
+def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """XOR ``data`` with the repeated 4-byte ``mask`` (RFC 6455 5.3); masking is its own inverse."""
+    n = len(data)
+    if n == 0:
+        return b""
+    # One big-integer XOR runs in C and is linear in n: the fastest pure-Python masking.
+    repeated = mask * ((n >> 2) + 1)
+    return (
+        int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")
+    ).to_bytes(n, "little")
+
+
+def encode_frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = False
+) -> bytes:
+    """A whole frame as one bytes object; ``mask=True`` masks it with a fresh key (clients)."""
+    if mask:
+        key = new_mask()
+        return encode_header(opcode, len(payload), fin, rsv, key) + apply_mask(payload, key)
+    return encode_header(opcode, len(payload), fin, rsv) + payload
+
+
+def serialize_close(code: int | None, reason: str = "") -> bytes:
+    """The payload of a Close frame. Raises :class:`LocalProtocolError` for what may not be sent."""
+    if code is None:
+        if reason:
+            raise LocalProtocolError("a close reason needs a close code")
+        return b""
+    if not is_valid_close_code(code):
+        raise LocalProtocolError(f"close code {code} may not be sent")
+    data = reason.encode()
+    if len(data) > MAX_CLOSE_REASON:
+        raise LocalProtocolError(f"close reason is {len(data)} bytes; at most {MAX_CLOSE_REASON}")
+    return code.to_bytes(2, "big") + data
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """Code and reason of a received Close frame; 1005 and ``""`` for an empty one.
+
+    Raises :class:`RemoteProtocolError` (1002) for a one-byte payload, a code that may not be
+    sent, or a reason that is not UTF-8 (RFC 6455 5.5.1, 7.4).
+    """
+    if not payload:
+        # RFC 6455 7.1.5: "If this Close control frame contains no status code, _The WebSocket
+        # Connection Close Code_ is considered to be 1005."
+        return 1005, ""
+    if len(payload) == 1:
+        raise RemoteProtocolError("close frame with a 1-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise RemoteProtocolError(f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode()
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("close reason is not valid UTF-8") from None
+    return code, reason
+
+
+def truncate_reason(reason: str) -> str:
+    """``reason`` cut to fit a Close frame (123 bytes of UTF-8), never mid-character."""
+    data = reason.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return reason
+    return data[:MAX_CLOSE_REASON].decode(errors="ignore")
