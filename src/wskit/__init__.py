@@ -1,0 +1,55 @@
+"""wskit: one WebSocket library (RFC 6455, RFC 7692) for every Python stack.
+
+The layers, each looking only down::
+
+    applications   cli (python -m wskit connect | serve)
+    front ends     wskit.asyncio (connect, serve)
+    core           wskit.core: sans-I/O handshake, frames, messages & UTF-8, close/ping state
+                   machine, permessage-deflate, limits
+    errors         wskit.exceptions (imported by every layer)
+
+Start with :func:`wskit.asyncio.serve` and :func:`wskit.asyncio.connect`.
+"""
+
+from __future__ import annotations
+
+from wskit.core import Headers, Limits, Request, Response, State
+from wskit.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    LocalProtocolError,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    RemoteProtocolError,
+    WebSocketError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Headers",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "InvalidURI",
+    "Limits",
+    "LocalProtocolError",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "State",
+    "WebSocketError",
+    "__version__",
+]

@@ -1,0 +1,532 @@
+"""One WebSocket connection on asyncio: the core driven by a ``BufferedProtocol``.
+
+The protocol object *is* the connection handed to applications, so a received message goes
+from the read callback straight to a waiting ``recv()`` (or to a queue), and ``send`` writes
+straight to the transport, awaiting only when its buffer is above the high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from wskit.core.connection import Connection as CoreConnection
+from wskit.core.connection import State
+from wskit.core.events import Binary, Closed, Ping, Pong, Request, Response, Text
+from wskit.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    LocalProtocolError,
+)
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_WRITE_LIMIT",
+    "Connection",
+    "ConnectionStatistics",
+    "Data",
+]
+
+#: A message: ``str`` for text, ``bytes`` for binary.
+Data = str | bytes
+
+#: Seconds between keepalive pings when nothing was received (websockets' default 20 s).
+DEFAULT_PING_INTERVAL = 20.0
+#: Seconds to wait for any traffic after a keepalive ping before failing with 1011.
+DEFAULT_PING_TIMEOUT = 20.0
+#: Seconds to wait for the closing handshake and the TCP close (websockets: 10 s).
+DEFAULT_CLOSE_TIMEOUT = 10.0
+#: Messages queued before reading pauses (websockets' default ``max_queue`` is 16).
+DEFAULT_MAX_QUEUE = 16
+#: Transport write buffer high-water mark in bytes (websockets: 32 KiB); low is a quarter.
+DEFAULT_WRITE_LIMIT = 32 * 1024
+#: Size of the reusable read buffer: one recv() of up to 256 KiB without a new allocation.
+READ_BUFFER_SIZE = 256 * 1024
+
+_OK_CODES = (1000, 1001, 1005)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """A snapshot of one connection's counters (``Connection.statistics()``)."""
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    messages_queued: int
+    write_buffer_size: int
+    latency: float | None
+
+
+class Connection(asyncio.BufferedProtocol):
+    """A WebSocket connection: ``recv``/``send``/``ping``/``close`` and ``async for``.
+
+    Created by :func:`wskit.asyncio.connect` and :func:`wskit.asyncio.serve`; not by hand.
+    """
+
+    def __init__(
+        self,
+        core: CoreConnection,
+        *,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self.core = core
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
+        if isinstance(write_limit, int):
+            write_limit = (write_limit, write_limit // 4)
+        self.write_limit = write_limit
+        self.logger = logger or logging.getLogger("wskit")
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        #: The round-trip time of the last answered ping, in seconds.
+        self.latency: float | None = None
+        self._read_buffer = bytearray(READ_BUFFER_SIZE)
+        self._read_view = memoryview(self._read_buffer)
+        self._messages: deque[Data] = deque()
+        self._recv_waiter: asyncio.Future[Data] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._closed_event: Closed | None = None
+        self._closed_waiter: asyncio.Future[None] = self.loop.create_future()
+        self._lost_waiter: asyncio.Future[None] = self.loop.create_future()
+        self._opened_waiter: asyncio.Future[None] = self.loop.create_future()
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._keepalive_mark = -1
+        self._ping_outstanding = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED (the core's state)."""
+        return self.core.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the opening handshake, or None."""
+        return self.core.subprotocol
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake's request (path, query, headers, ...)."""
+        return getattr(self.core, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake's response."""
+        return getattr(self.core, "response", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the peer's Close frame once closed (1005 none, 1006 no Close frame)."""
+        return self._closed_event.code if self._closed_event else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason of the peer's Close frame once closed."""
+        return self._closed_event.reason if self._closed_event else None
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    @property
+    def local_address(self) -> Any:
+        return self.transport.get_extra_info("sockname") if self.transport else None
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters of messages and bytes both ways, queue and buffer sizes, last latency."""
+        core = self.core
+        transport = self.transport
+        return ConnectionStatistics(
+            messages_sent=core.messages_sent,
+            messages_received=core.messages_received,
+            bytes_sent=core.bytes_sent,
+            bytes_received=core.bytes_received,
+            messages_queued=len(self._messages),
+            write_buffer_size=transport.get_write_buffer_size() if transport else 0,
+            latency=self.latency,
+        )
+
+    # ------------------------------------------------------------------ receiving
+
+    async def recv(self) -> Data:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`~wskit.exceptions.ConnectionClosedOK` after a normal close and
+        :class:`~wskit.exceptions.ConnectionClosedError` otherwise (its ``__cause__`` says
+        why), once every message received before the close has been returned.
+        """
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            if self._reading_paused and len(messages) <= (self.max_queue or 0) // 2:
+                self._resume_reading()
+            return message
+        if self._closed_event is not None:
+            raise self._closed_exception()
+        if self._recv_waiter is not None:
+            raise ConcurrencyError("another coroutine is already waiting in recv()")
+        waiter: asyncio.Future[Data] = self.loop.create_future()
+        self._recv_waiter = waiter
+        try:
+            return await waiter
+        finally:
+            self._recv_waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages; ends quietly on a normal close, raises otherwise."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` (or of bytes) is sent as one fragmented
+        message, a frame per item. Waits only while the write buffer is above its high-water
+        mark. Raises :class:`~wskit.exceptions.ConnectionClosed` once the connection closes.
+        """
+        core = self.core
+        try:
+            if isinstance(message, str):
+                core.send_text(message)
+            elif isinstance(message, bytes | bytearray | memoryview):
+                core.send_binary(message)
+            elif isinstance(message, AsyncIterable):
+                await self._send_fragments_async(message)
+                return
+            elif isinstance(message, Iterable):
+                await self._send_fragments(message)
+                return
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}")
+        except LocalProtocolError:
+            if core.state is not State.OPEN:
+                raise self._closed_exception() from None
+            raise
+        self._write_pending()
+        if self._writing_paused:
+            await self._drain()
+
+    async def _send_fragments(self, fragments: Iterable[Data]) -> None:
+        first = True
+        for fragment in fragments:
+            first = await self._send_fragment(fragment, first)
+        await self._end_fragments(first)
+
+    async def _send_fragments_async(self, fragments: AsyncIterable[Data]) -> None:
+        first = True
+        async for fragment in fragments:
+            first = await self._send_fragment(fragment, first)
+        await self._end_fragments(first)
+
+    async def _send_fragment(self, fragment: Data, first: bool) -> bool:
+        core = self.core
+        if first:
+            if isinstance(fragment, str):
+                core.send_text(fragment, fin=False)
+            elif isinstance(fragment, bytes | bytearray | memoryview):
+                core.send_binary(fragment, fin=False)
+            else:
+                raise TypeError(f"cannot send a fragment of type {type(fragment).__name__}")
+        else:
+            core.send_continuation(fragment, fin=False)
+        self._write_pending()
+        if self._writing_paused:
+            await self._drain()
+        return False
+
+    async def _end_fragments(self, first: bool) -> None:
+        if first:
+            return  # an empty iterable sends nothing
+        self.core.send_continuation(b"" if self.core._tx_opcode == 2 else "", fin=True)
+        self._write_pending()
+        if self._writing_paused:
+            await self._drain()
+
+    async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
+        """Send a Ping; return a future that resolves to the round-trip time in seconds
+        when the matching Pong arrives (``rtt = await (await ws.ping())``).
+
+        ``data`` defaults to 4 random bytes. A Pong also answers every earlier ping
+        (RFC 6455 5.5.3 lets a peer answer only the latest).
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        if payload is None:
+            payload = secrets.token_bytes(4)
+            while payload in self._pings:
+                payload = secrets.token_bytes(4)
+        elif payload in self._pings:
+            raise ConcurrencyError("already waiting for a pong with the same data")
+        try:
+            self.core.send_ping(payload)
+        except LocalProtocolError:
+            if self.core.state is not State.OPEN:
+                raise self._closed_exception() from None
+            raise
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[payload] = (waiter, self.loop.time())
+        self._write_pending()
+        return waiter
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat)."""
+        try:
+            self.core.send_pong(data.encode() if isinstance(data, str) else data)
+        except LocalProtocolError:
+            raise self._closed_exception() from None
+        self._write_pending()
+
+    # ------------------------------------------------------------------ closing
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake and wait until TCP is closed (at most ``close_timeout``)."""
+        if self.core.state is State.OPEN:
+            self.core.send_close(code, reason)
+            self._process()
+        elif self.core.state is State.CONNECTING and self.transport is not None:
+            self.transport.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed and the TCP connection is gone."""
+        await asyncio.shield(self._lost_waiter)
+
+    def _closed_exception(self) -> ConnectionClosed:
+        event = self._closed_event
+        if event is None:
+            return ConnectionClosedError(1006, "", None)
+        cls = ConnectionClosedOK if event.ok else ConnectionClosedError
+        exc = cls(event.code, event.reason, event.sent_code)
+        exc.__cause__ = event.cause
+        return exc
+
+    # ------------------------------------------------------------------ protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        high, low = self.write_limit
+        self.transport.set_write_buffer_limits(high, low)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.core.receive_data(self._read_view[:nbytes])
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self.core.receive_eof()
+        self._process()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.core.state is not State.CLOSED:
+            self.core.receive_eof()
+            self._process()
+        for timer in (self._close_timer, self._keepalive_timer):
+            if timer is not None:
+                timer.cancel()
+        self._wake_drain_waiters(exc)
+        if not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+        if not self._opened_waiter.done():
+            self._opened_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain_waiters(None)
+
+    # ------------------------------------------------------------------ internals
+
+    def _write_pending(self) -> None:
+        data = self.core.data_to_send()
+        if data:
+            transport = self.transport
+            if transport.is_closing():
+                return
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
+
+    def _process(self) -> None:
+        """Write what the core queued, dispatch its events, honour its close requests."""
+        core = self.core
+        self._write_pending()
+        for event in core.events():
+            kind = type(event)
+            if kind is Text or kind is Binary:
+                self._deliver(event.data)  # type: ignore[union-attr]
+            elif kind is Ping:
+                self._write_pending()
+            elif kind is Pong:
+                self._receive_pong(event.payload)  # type: ignore[union-attr]
+            elif kind is Closed:
+                self._on_closed(event)  # type: ignore[arg-type]
+            elif kind is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is Response:
+                self._on_open()
+        if core.should_close():
+            if not self.transport.is_closing():
+                self.transport.close()
+        elif core.close_expected() and self._close_timer is None and self.close_timeout:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
+
+    def _deliver(self, message: Data) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+            self._recv_waiter = None
+            return
+        self._messages.append(message)
+        if self.max_queue is not None and len(self._messages) >= self.max_queue:
+            # Backpressure: stop reading until recv() catches up.
+            if not self._reading_paused and not self.transport.is_closing():
+                self._reading_paused = True
+                self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _receive_pong(self, payload: bytes) -> None:
+        entry = self._pings.get(payload)
+        if entry is None:
+            return
+        now = self.loop.time()
+        # A Pong answers its ping and every ping sent before it.
+        for key in list(self._pings):
+            waiter, sent_at = self._pings.pop(key)
+            if not waiter.done():
+                waiter.set_result(now - sent_at)
+            if key == payload:
+                self.latency = now - sent_at
+                break
+
+    def _on_closed(self, event: Closed) -> None:
+        self._closed_event = event
+        if event.cause is not None and not isinstance(event.cause, ConnectionClosed):
+            self.logger.debug("connection failed: %s", event.cause)
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._closed_exception())
+            self._recv_waiter = None
+        exc = self._closed_exception()
+        for waiter_, _ in self._pings.values():
+            if not waiter_.done():
+                waiter_.set_exception(exc)
+        self._pings.clear()
+        if self._reading_paused and not self.transport.is_closing():
+            self._resume_reading()  # drain the socket so the peer's close is seen
+        if not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+        if not self._opened_waiter.done():
+            self._opened_waiter.set_result(None)
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+
+    def _on_request(self, request: Request) -> None:
+        """Server: a request arrived; the server subclass answers it."""
+
+    def _on_open(self) -> None:
+        """The opening handshake succeeded: start keepalive, wake the opener."""
+        if not self._opened_waiter.done():
+            self._opened_waiter.set_result(None)
+        self._keepalive_mark = self.core.bytes_received
+        if self.ping_interval:
+            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Every ``ping_interval``: ping if nothing arrived since the last tick; fail with
+        1011 if nothing at all arrived within ``ping_timeout`` of a ping.
+
+        Any received byte counts as a sign of life, not only the matching Pong, and the hot
+        path pays nothing for it: the tick compares the core's byte counter.
+        """
+        self._keepalive_timer = None
+        if self.core.state is not State.OPEN or not self.ping_interval:
+            return
+        received = self.core.bytes_received
+        delay = self.ping_interval
+        if self._ping_outstanding:
+            self._ping_outstanding = False
+            if received == self._keepalive_mark:
+                self.logger.info("keepalive ping timeout; closing the connection")
+                self.core.fail(1011, "keepalive ping timeout")
+                self._process()
+                return
+        elif received == self._keepalive_mark:
+            try:
+                self.core.send_ping(secrets.token_bytes(4))
+            except LocalProtocolError:
+                return
+            self._write_pending()
+            if self.ping_timeout is not None:
+                self._ping_outstanding = True
+                delay = self.ping_timeout
+        self._keepalive_mark = received
+        self._keepalive_timer = self.loop.call_later(delay, self._keepalive)
+
+    def _abort(self) -> None:
+        """The peer did not finish the closing handshake in time: drop TCP."""
+        self._close_timer = None
+        if self.transport is not None and not self._lost_waiter.done():
+            self.transport.abort()
+
+    async def _drain(self) -> None:
+        if self.transport.is_closing():
+            # The transport is going away: wait for it so that send() reports the closure.
+            await asyncio.shield(self._lost_waiter)
+            raise self._closed_exception()
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drain_waiters(self, exc: Exception | None) -> None:
+        waiters = self._drain_waiters
+        self._drain_waiters = []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(self._closed_exception())

@@ -1,0 +1,357 @@
+"""The asyncio WebSocket server: ``serve(handler, host, port)``."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import inspect
+import logging
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from wskit.asyncio.connection import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+    Connection,
+)
+from wskit.core.connection import ServerConnection, State
+from wskit.core.events import Request, Response
+from wskit.core.extensions.base import ServerExtensionFactory
+from wskit.core.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from wskit.core.headers import HeadersLike
+from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
+
+__all__ = ["DEFAULT_OPEN_TIMEOUT", "Server", "WebSocketServerConnection", "serve"]
+
+#: Seconds a client has to complete the opening handshake (websockets: 10 s), so a slow or
+#: silent client cannot hold a slot.
+DEFAULT_OPEN_TIMEOUT = 10.0
+
+Handler = Callable[["WebSocketServerConnection"], Awaitable[None]]
+ProcessRequest = Callable[
+    ["WebSocketServerConnection", Request], "Response | None | Awaitable[Response | None]"
+]
+SelectSubprotocol = Callable[["WebSocketServerConnection", Sequence[str]], "str | None"]
+Compression = str | None | Sequence[ServerExtensionFactory]
+
+logger = logging.getLogger("wskit.server")
+
+
+def server_extensions(compression: Compression) -> list[ServerExtensionFactory]:
+    """The extension factories for ``compression``: "deflate", None, or a list of factories."""
+    if compression is None:
+        return []
+    if compression == "deflate":
+        return [ServerPerMessageDeflateFactory()]
+    if isinstance(compression, str):
+        raise ValueError(f"unsupported compression: {compression!r}")
+    return list(compression)
+
+
+class WebSocketServerConnection(Connection):
+    """A server-side connection: answers the opening handshake, then runs the handler."""
+
+    def __init__(self, server: Server, core: ServerConnection, **kwargs: Any) -> None:
+        super().__init__(core, **kwargs)
+        self.server = server
+        self.core: ServerConnection = core
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._handler_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server._register(self)
+        if self.server.open_timeout:
+            self._handshake_timer = self.loop.call_later(
+                self.server.open_timeout, self._handshake_timeout
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self.server._unregister(self)
+
+    def _handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        if self.core.state is State.CONNECTING:
+            self.logger.info("opening handshake timed out")
+            self.transport.abort()
+
+    def _on_request(self, request: Request) -> None:
+        peer = self.remote_address
+        if peer is not None:
+            object.__setattr__(request, "remote_address", peer)
+        self._handler_task = self.loop.create_task(self._run(request))
+
+    async def _run(self, request: Request) -> None:
+        server = self.server
+        try:
+            response = await self._handshake(request)
+        except Exception:
+            self.logger.exception("opening handshake failed")
+            response = self.core.reject(500, "Failed to open a WebSocket connection.\n")
+        if self.core.state is not State.CONNECTING:
+            return  # the client went away meanwhile
+        self.core.send_response(response)
+        self._process()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if response.status != 101:
+            self.logger.info(
+                "%s %s -> %d", request.method, request.target, response.status
+            )
+            return
+        self._on_open()
+        try:
+            await server.handler(self)
+        except Exception:
+            self.logger.exception("connection handler failed")
+            if self.core.state is State.OPEN:
+                self.core.send_close(1011, "")
+                self._process()
+        else:
+            if self.core.state is State.OPEN:
+                self.core.send_close(1000, "")
+                self._process()
+        await self.wait_closed()
+
+    async def _handshake(self, request: Request) -> Response:
+        server = self.server
+        if server.origins is not None:
+            origin = request.origin
+            if origin not in server.origins:
+                return self.core.reject(403, "Origin not allowed.\n")
+        if server.process_request is not None:
+            result = server.process_request(self, request)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result  # type: ignore[return-value]
+        if server.select_subprotocol is not None:
+            offered = request.subprotocols
+            chosen = server.select_subprotocol(self, offered) if offered else None
+            return self.core.accept(
+                request, subprotocol=chosen, extra_headers=server.extra_headers
+            )
+        return self.core.accept(request, extra_headers=server.extra_headers)
+
+    def respond(self, status: int, text: str = "", headers: HeadersLike | None = None) -> Response:
+        """Build an HTTP response for ``process_request`` to return (health checks, 401...)."""
+        body = text or f"{http.HTTPStatus(status).phrase}\n"
+        return self.core.reject(status, body, headers)
+
+
+class Server:
+    """A running WebSocket server: ``serve_forever()``, ``close()``, ``wait_closed()``.
+
+    ``connections`` holds the open connections (a registry for broadcasting).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None,
+        select_subprotocol: SelectSubprotocol | None,
+        subprotocols: Sequence[str] | None,
+        origins: Sequence[str | None] | None,
+        extra_headers: HeadersLike | None,
+        extensions: list[ServerExtensionFactory],
+        limits: Limits,
+        open_timeout: float | None,
+        connection_kwargs: dict[str, Any],
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.select_subprotocol = select_subprotocol
+        self.subprotocols = list(subprotocols or ())
+        self.origins = None if origins is None else list(origins)
+        self.extra_headers = extra_headers
+        self.extensions = extensions
+        self.limits = limits
+        self.open_timeout = open_timeout
+        self.connection_kwargs = connection_kwargs
+        self.connections: set[WebSocketServerConnection] = set()
+        self.server: asyncio.Server | None = None
+        self._closing = False
+
+    def _protocol(self) -> WebSocketServerConnection:
+        core = ServerConnection(
+            extensions=self.extensions,
+            subprotocols=self.subprotocols,
+            limits=self.limits,
+        )
+        return WebSocketServerConnection(self, core, **self.connection_kwargs)
+
+    def _register(self, connection: WebSocketServerConnection) -> None:
+        self.connections.add(connection)
+
+    def _unregister(self, connection: WebSocketServerConnection) -> None:
+        self.connections.discard(connection)
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets."""
+        return tuple(self.server.sockets) if self.server is not None else ()
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listening socket (handy with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled or :meth:`close` is called."""
+        assert self.server is not None
+        try:
+            await self.server.serve_forever()
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+
+    def close(self, close_connections: bool = True) -> None:
+        """Stop listening and, by default, close every connection with 1001 (going away).
+
+        Returns at once; :meth:`wait_closed` waits for the connections to finish.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self.server is not None:
+            self.server.close()
+        if close_connections:
+            for connection in list(self.connections):
+                if connection.core.state is State.OPEN:
+                    connection.core.send_close(1001, "server shutting down")
+                    connection._process()
+                elif connection.core.state is State.CONNECTING:
+                    connection.transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listeners are closed and every connection is gone."""
+        if self.server is not None:
+            await self.server.wait_closed()
+        pending = [c.wait_closed() for c in list(self.connections)]
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def aclose(self) -> None:
+        """``close()`` then ``wait_closed()``."""
+        self.close()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class serve:  # noqa: N801 - used as a function: ``async with serve(...)`` / ``await serve(...)``
+    """Start a WebSocket server; ``handler(connection)`` runs once per connection.
+
+    ``async with serve(handler, "127.0.0.1", 8765) as server: await server.serve_forever()``.
+    When the handler returns the connection is closed with 1000; if it raises, with 1011
+    (and the error is logged under the ``wskit.server`` logger).
+
+    Handshake: ``origins`` allow-lists ``Origin`` values (``None`` in the list admits clients
+    that send none); ``process_request(connection, request)`` may return a
+    :class:`~wskit.core.events.Response` (see ``connection.respond``) to answer with plain
+    HTTP instead (health checks, 401, 404); ``subprotocols`` lists what the server speaks and
+    ``select_subprotocol(connection, offered)`` may choose otherwise. ``compression="deflate"``
+    negotiates permessage-deflate (``None`` disables it). ``open_timeout`` bounds the opening
+    handshake. ``max_size`` bounds a message (after decompression), ``max_queue`` the
+    messages buffered before reading pauses; ``unix_path`` serves on a Unix socket; other
+    keyword arguments go to ``loop.create_server`` (``ssl``, ``reuse_port``, ...).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        unix_path: str | None = None,
+        process_request: ProcessRequest | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origins: Sequence[str | None] | None = None,
+        extra_headers: HeadersLike | None = None,
+        compression: Compression = "deflate",
+        ssl: ssl_module.SSLContext | None = None,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+        limits: Limits | None = None,
+        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+        logger: logging.Logger | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if limits is None:
+            limits = Limits.for_size(max_size, max_fragments=max_fragments)
+        self._server = Server(
+            handler,
+            process_request=process_request,
+            select_subprotocol=select_subprotocol,
+            subprotocols=subprotocols,
+            origins=origins,
+            extra_headers=extra_headers,
+            extensions=server_extensions(compression),
+            limits=limits,
+            open_timeout=open_timeout,
+            connection_kwargs={
+                "ping_interval": ping_interval,
+                "ping_timeout": ping_timeout,
+                "close_timeout": close_timeout,
+                "max_queue": max_queue,
+                "write_limit": write_limit,
+                "logger": logger or globals()["logger"],
+            },
+        )
+        self._host = host
+        self._port = port
+        self._unix_path = unix_path
+        self._ssl = ssl
+        self._kwargs = kwargs
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        if self._unix_path is not None:
+            server = await loop.create_unix_server(
+                self._server._protocol, self._unix_path, ssl=self._ssl, **self._kwargs
+            )
+        else:
+            server = await loop.create_server(
+                self._server._protocol, self._host, self._port, ssl=self._ssl, **self._kwargs
+            )
+        self._server.server = server
+        return self._server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._server.aclose()

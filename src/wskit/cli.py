@@ -1,0 +1,199 @@
+"""``python -m wskit``: a demo server, a plain echo server, and an interactive client.
+
+* ``python -m wskit serve`` serves a page at ``/`` with a small browser client, ``/echo``
+  (echoes every message) and ``/time`` (pushes the time every second), on 127.0.0.1:8765.
+* ``python -m wskit serve --echo`` echoes every message on every path, with permessage-deflate
+  and a settable ``--max-size``: the server used by the conformance and interop tests.
+* ``python -m wskit connect URL`` sends each line typed and prints what comes back; Ctrl-D
+  closes the connection with 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import resources
+
+from wskit.asyncio import Connection, connect, serve
+from wskit.core.events import Request, Response
+from wskit.core.headers import Headers
+from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
+from wskit.exceptions import ConnectionClosed, InvalidHandshake
+
+__all__ = ["main"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: Seconds between two pushes on ``/time``.
+TIME_PERIOD = 1.0
+
+
+def demo_page() -> bytes:
+    """The browser client served at ``/``."""
+    return resources.files("wskit").joinpath("static/demo.html").read_bytes()
+
+
+async def echo(ws: Connection) -> None:
+    """Send every message back as it came."""
+    async for message in ws:
+        await ws.send(message)
+
+
+async def push_time(ws: Connection) -> None:
+    """Push the current UTC time, once per :data:`TIME_PERIOD`, until the client leaves."""
+    while True:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        try:
+            await ws.send(now.isoformat(timespec="seconds"))
+        except ConnectionClosed:
+            return
+        await asyncio.sleep(TIME_PERIOD)
+
+
+async def demo_handler(ws: Connection) -> None:
+    """Route a demo connection by path: ``/echo`` or ``/time``."""
+    assert ws.request is not None
+    if ws.request.path == "/time":
+        await push_time(ws)
+    else:
+        await echo(ws)
+
+
+def demo_process_request(ws: Connection, request: Request) -> Response | None:
+    """Serve the page at ``/``, 404 for unknown paths, WebSocket upgrades elsewhere."""
+    path = request.path
+    if path in ("/echo", "/time") and "upgrade" in (request.headers.get("Upgrade") or "").lower():
+        return None
+    if path in ("/", "/index.html"):
+        body = demo_page()
+        headers = Headers(
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(200, headers, body)
+    if path in ("/echo", "/time"):
+        return ws.respond(426, "This is a WebSocket endpoint.\n", [("Upgrade", "websocket")])
+    return ws.respond(404)
+
+
+async def run_server(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    ping_interval = None if args.no_ping else 20.0
+    common = {
+        "compression": None if args.no_compression else "deflate",
+        "max_size": args.max_size,
+        "max_fragments": args.max_fragments,
+        "ping_interval": ping_interval,
+    }
+    if args.echo:
+        server = await serve(echo, args.host, args.port, **common)  # type: ignore[arg-type]
+        what = "echo server"
+    else:
+        server = await serve(
+            demo_handler,  # type: ignore[arg-type]
+            args.host,
+            args.port,
+            process_request=demo_process_request,  # type: ignore[arg-type]
+            **common,  # type: ignore[arg-type]
+        )
+        what = "demo server"
+    print(f"wskit {what} on http://{args.host}:{server.port}/", flush=True)
+    async with server:
+        await stop
+
+
+async def run_client(args: argparse.Namespace) -> int:
+    headers = []
+    for item in args.header:
+        name, sep, value = item.partition(":")
+        if not sep:
+            print(f"--header needs 'Name: value', got {item!r}", file=sys.stderr)
+            return 2
+        headers.append((name.strip(), value.strip()))
+    try:
+        ws = await connect(
+            args.url,
+            extra_headers=headers,
+            subprotocols=args.subprotocol,
+            compression=None if args.no_compression else "deflate",
+            max_size=args.max_size,
+        )
+    except (OSError, InvalidHandshake, TimeoutError) as exc:
+        print(f"Failed to connect to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Connected to {args.url}." + (f" Subprotocol: {ws.subprotocol}" if ws.subprotocol else ""))
+    loop = asyncio.get_running_loop()
+
+    async def printer() -> None:
+        try:
+            async for message in ws:
+                print(f"< {message!r}" if isinstance(message, bytes) else f"< {message}")
+        except ConnectionClosed:
+            pass
+
+    reader = loop.create_task(printer())
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            try:
+                await ws.send(line.rstrip("\n"))
+            except ConnectionClosed:
+                break
+    finally:
+        await ws.close()
+        await reader
+    print(f"Connection closed: {ws.close_code} {ws.close_reason or ''}".rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wskit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("serve", help="run the demo server (or a plain echo server)")
+    server.add_argument("--host", default=DEFAULT_HOST)
+    server.add_argument("--port", type=int, default=DEFAULT_PORT)
+    server.add_argument("--echo", action="store_true", help="echo every message on every path")
+    client = sub.add_parser("connect", help="an interactive client")
+    client.add_argument("url")
+    client.add_argument("--header", action="append", default=[], help="'Name: value' (repeat)")
+    client.add_argument("--subprotocol", action="append", default=[], help="offer (repeat)")
+    for p in (server, client):
+        p.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+        p.add_argument(
+            "--max-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE, help="max message bytes"
+        )
+        p.add_argument("--verbose", "-v", action="store_true")
+    server.add_argument("--max-fragments", type=int, default=DEFAULT_MAX_FRAGMENTS)
+    server.add_argument("--no-ping", action="store_true", help="disable keepalive pings")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            asyncio.run(run_server(args))
+            return 0
+        return asyncio.run(run_client(args))
+    except KeyboardInterrupt:
+        return 130

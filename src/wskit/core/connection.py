@@ -1,0 +1,868 @@
+"""The WebSocket connection state machine, both roles, with no I/O.
+
+The I/O contract, written as the loop every front end runs::
+
+    conn.receive_data(data)            # bytes from the socket (receive_eof() at EOF)
+    transport.writelines(conn.data_to_send())
+    for event in conn.events():        # Request / Response / Text / Binary / Ping / Pong / Closed
+        ...
+    if conn.should_close():            # close (or finish closing) the TCP connection
+        transport.close()
+    elif conn.close_expected():        # the peer should close TCP soon: arm a timer
+        ...
+
+``receive_data`` and ``receive_eof`` never raise because of what the peer sent: a peer error
+*fails* the connection (RFC 6455 7.1.7): the right Close frame is queued, input is ignored from
+then on, and the :class:`~wskit.core.events.Closed` event carries the cause. Calls that the
+protocol forbids in the current state raise :class:`~wskit.exceptions.LocalProtocolError`.
+
+States (the table ``TRANSITIONS`` below is the single source of truth; the docs draw it)::
+
+    CONNECTING --101 sent/received--> OPEN --Close sent--> CLOSING --Close received--> CLOSED
+         |                              |                                               ^
+         +--rejected / failed / EOF-----+------Close received (echoed) / failure / EOF--+
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+
+from wskit.core.events import (
+    Binary,
+    Closed,
+    Event,
+    Ping,
+    Pong,
+    Request,
+    Response,
+    Text,
+)
+from wskit.core.extensions.base import (
+    ClientExtensionFactory,
+    Extension,
+    ExtensionParameter,
+    ServerExtensionFactory,
+)
+from wskit.core.frames import (
+    FIN,
+    MAX_CONTROL_PAYLOAD,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RSV1,
+    Frame,
+    apply_mask,
+    encode_header,
+    new_mask,
+    parse_close,
+    serialize_close,
+    truncate_reason,
+)
+from wskit.core.handshake import (
+    accept_response,
+    build_request,
+    check_request,
+    check_response,
+    error_response,
+    parse_extensions,
+    parse_request,
+    parse_response,
+    parse_subprotocols,
+    reject_response,
+    serialize_request,
+    serialize_response,
+)
+from wskit.core.headers import Headers, HeadersLike
+from wskit.core.limits import DEFAULT_LIMITS, Limits
+from wskit.core.uri import WSURI, parse_uri
+from wskit.exceptions import (
+    InvalidHandshake,
+    LocalProtocolError,
+    NegotiationError,
+    PayloadTooBig,
+    RemoteProtocolError,
+)
+
+__all__ = [
+    "MAX_PENDING_PONGS",
+    "TRANSITIONS",
+    "ClientConnection",
+    "Connection",
+    "ServerConnection",
+    "State",
+]
+
+
+class State(IntEnum):
+    """Where a connection stands (RFC 6455 4.1 and 7: CONNECTING, OPEN, CLOSING, CLOSED)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+#: (state, what happens) -> next state. ``Connection`` moves only along these edges.
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.CONNECTING, "handshake done"): State.OPEN,
+    (State.CONNECTING, "handshake failed"): State.CLOSED,
+    (State.CONNECTING, "eof"): State.CLOSED,
+    (State.OPEN, "close sent"): State.CLOSING,
+    (State.OPEN, "close received"): State.CLOSED,
+    (State.OPEN, "failed"): State.CLOSED,
+    (State.OPEN, "eof"): State.CLOSED,
+    (State.CLOSING, "close received"): State.CLOSED,
+    (State.CLOSING, "failed"): State.CLOSED,
+    (State.CLOSING, "eof"): State.CLOSED,
+}
+
+#: RFC 6455 5.5.3: "If an endpoint receives a Ping frame and has not yet sent Pong frame(s) in
+#: response to previous Ping frame(s), the endpoint MAY elect to send a Pong frame for only the
+#: most recently processed Ping frame." Pongs not yet handed to the I/O layer are kept up to
+#: this many (the oldest dropped first), so a ping flood cannot grow our output without bound.
+MAX_PENDING_PONGS = 16
+
+#: Payloads up to this size are copied behind their header into one buffer; larger ones are
+#: handed out as a separate buffer so the I/O layer can ``writelines`` without a copy.
+COPY_THRESHOLD = 4096
+
+_OPCODE_NAMES = {OP_CONT: "continuation", OP_TEXT: "text", OP_BINARY: "binary"}
+_new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+#: Picks a subprotocol: gets the request and the client's offers, returns one or None.
+SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
+
+
+class Connection:
+    """What both roles share: framing, message assembly, ping/pong, the closing handshake.
+
+    ``limits`` bounds what the peer may send. With ``stream=True`` data frames are handed out
+    as they arrive (``Text``/``Binary`` with ``final=False`` until the last fragment) instead of
+    assembled messages. ``max_frame_out`` splits outgoing messages into frames of at most that
+    many payload bytes (``None``: one frame per ``send_*`` call).
+    """
+
+    is_client: bool = False
+
+    def __init__(
+        self,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        stream: bool = False,
+        max_frame_out: int | None = None,
+    ) -> None:
+        if max_frame_out is not None and max_frame_out < 1:
+            raise ValueError("max_frame_out must be positive or None")
+        self.limits = limits
+        self.stream = stream
+        self.max_frame_out = max_frame_out
+        self.state = State.CONNECTING
+        #: The subprotocol agreed during the handshake, or None.
+        self.subprotocol: str | None = None
+        #: Extensions agreed during the handshake, in the order they apply on send.
+        self.extensions: list[Extension] = []
+        #: Why the connection failed, once it has (also on the Closed event).
+        self.cause: BaseException | None = None
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._pongs: list[bytes] = []
+        self._buf = bytearray()
+        self._mask = self.is_client
+        self._rsv_allowed = 0
+        self._discard = False  # input is ignored after a failure or the peer's Close
+        self._close_now = False
+        # The message being received.
+        self._rx_opcode = 0
+        self._rx_parts: list[bytes] = []
+        self._rx_text: list[str] = []
+        self._rx_size = 0
+        self._rx_frames = 0
+        self._rx_compressed = False
+        self._rx_decoder: codecs.IncrementalDecoder | None = None
+        # The message being sent.
+        self._tx_opcode = 0
+        self._tx_compress = True
+        # The closing handshake.
+        self.close_rcvd: tuple[int, str] | None = None
+        self.close_sent: tuple[int, str] | None = None
+        # Counters for statistics().
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    # ------------------------------------------------------------------ I/O contract
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the peer. Never raises because of their content."""
+        self.bytes_received += len(data)
+        if self._discard:
+            return
+        self._buf += data
+        if self.state is State.CONNECTING:
+            self._receive_handshake()
+            if self.state is State.CONNECTING or self._discard:
+                return
+        self._receive_frames()
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of TCP (or the connection was lost)."""
+        self._close_now = True
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.CONNECTING:
+            cause: BaseException | None = InvalidHandshake(
+                "connection closed during the opening handshake"
+            )
+        else:
+            cause = None
+        self._finish("eof", cause)
+
+    def events(self) -> list[Event]:
+        """The events parsed since the last call, oldest first."""
+        events = self._events
+        self._events = []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """The bytes to write, as a list of buffers for ``writelines`` (may be empty)."""
+        if self._pongs:
+            self._flush_pongs()
+        out = self._out
+        self._out = []
+        return out
+
+    def should_close(self) -> bool:
+        """True when the I/O layer should close TCP once it has written ``data_to_send()``.
+
+        RFC 6455 7.1.1: "the underlying TCP connection, in most normal cases, SHOULD be closed
+        first by the server"; so a client turns this on only after a failure or the peer's EOF.
+        """
+        return self._close_now
+
+    def close_expected(self) -> bool:
+        """True once the closing handshake started: arm a timer, and close TCP if it expires."""
+        return self.state >= State.CLOSING or self.close_sent is not None
+
+    # ------------------------------------------------------------------ sending
+
+    def send_text(self, data: str, fin: bool = True, compress: bool = True) -> None:
+        """Queue a text message, or its first fragment when ``fin`` is False.
+
+        ``compress=False`` sends this message uncompressed even if permessage-deflate is on.
+        """
+        self._send_data(OP_TEXT, data.encode(), fin, compress)
+
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, fin: bool = True, compress: bool = True
+    ) -> None:
+        """Queue a binary message, or its first fragment when ``fin`` is False."""
+        self._send_data(OP_BINARY, bytes(data), fin, compress)
+
+    def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
+        """Queue the next fragment of the message started with ``send_text/binary(fin=False)``."""
+        if not self._tx_opcode:
+            raise LocalProtocolError("no fragmented message in progress")
+        if isinstance(data, str):
+            if self._tx_opcode != OP_TEXT:
+                raise LocalProtocolError("str fragment in a binary message")
+            payload = data.encode()
+        else:
+            if self._tx_opcode != OP_BINARY:
+                raise LocalProtocolError("bytes fragment in a text message")
+            payload = bytes(data)
+        self._send_data(OP_CONT, payload, fin, self._tx_compress)
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Queue a Ping frame (at most 125 bytes of payload, RFC 6455 5.5)."""
+        self._send_control(OP_PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Queue an unsolicited Pong frame (a heartbeat, RFC 6455 5.5.3)."""
+        self._send_control(OP_PONG, payload)
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 7.1.2).
+
+        ``code=None`` sends a Close frame with no body. Codes 1005, 1006, 1015 and codes outside
+        the registered ranges raise :class:`LocalProtocolError`.
+        """
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot close: connection is {self.state.name}")
+        payload = serialize_close(code, reason)
+        self._queue_close(payload, code, reason)
+        self._transition("close sent")
+
+    def fail(self, code: int = 1011, reason: str = "", cause: BaseException | None = None) -> None:
+        """Fail the connection (RFC 6455 7.1.7): send Close with ``code`` if none was sent yet,
+        ignore further input and ask the I/O layer to close TCP. No-op once closed."""
+        if self.state is State.CLOSED:
+            return
+        if self.state is not State.CONNECTING and self.close_sent is None:
+            reason = truncate_reason(reason)
+            self._queue_close(serialize_close(code, reason), code, reason)
+        self._close_now = True
+        self._finish("failed", cause)
+
+    # ------------------------------------------------------------------ internals: send
+
+    def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool) -> None:
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
+        if opcode != OP_CONT:
+            if self._tx_opcode:
+                raise LocalProtocolError(
+                    "a fragmented message is in progress; finish it with send_continuation()"
+                )
+            self._tx_compress = compress
+            self.messages_sent += 1
+        rsv = 0
+        if self.extensions and self._tx_compress:
+            frame = Frame(opcode, payload, fin, 0)
+            for extension in self.extensions:
+                frame = extension.encode(frame)
+            payload, rsv = frame.data, frame.rsv
+        self._tx_opcode = 0 if fin else (opcode or self._tx_opcode)
+        limit = self.max_frame_out
+        if limit is None or len(payload) <= limit:
+            self._queue_frame(opcode, payload, fin, rsv)
+            return
+        # Split one logical frame into several: RSV bits belong to the first frame only
+        # (RFC 7692 6.1: "the RSV1 bit is set only on the first frame").
+        last = len(payload) - limit
+        start = 0
+        while start < last:
+            self._queue_frame(opcode, payload[start : start + limit], False, rsv)
+            opcode, rsv = OP_CONT, 0
+            start += limit
+        self._queue_frame(opcode, payload[start:], fin, rsv)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
+        payload = bytes(payload)
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError(
+                f"control frame payload is {len(payload)} bytes; at most {MAX_CONTROL_PAYLOAD}"
+            )
+        self._queue_frame(opcode, payload, True, 0)
+
+    def _queue_frame(self, opcode: int, payload: bytes, fin: bool, rsv: int) -> None:
+        n = len(payload)
+        if self._mask:
+            # RFC 6455 5.3: "The masking key needs to be unpredictable"; 5.1: "a client MUST
+            # mask all frames that it sends to the server".
+            key = new_mask()
+            header = encode_header(opcode, n, fin, rsv, key)
+            payload = apply_mask(payload, key)
+        else:
+            header = encode_header(opcode, n, fin, rsv)
+        self.bytes_sent += len(header) + n
+        if n > COPY_THRESHOLD:
+            self._out.append(header)
+            self._out.append(payload)
+        else:
+            self._out.append(header + payload)
+
+    def _queue_close(self, payload: bytes, code: int | None, reason: str) -> None:
+        # Pongs still pending go out before the Close frame; nothing goes out after it.
+        self._flush_pongs()
+        self._queue_frame(OP_CLOSE, payload, True, 0)
+        self.close_sent = (1005 if code is None else code, reason)
+
+    def _flush_pongs(self) -> None:
+        pongs = self._pongs
+        self._pongs = []
+        if self.close_sent is not None:
+            return
+        for payload in pongs:
+            self._queue_frame(OP_PONG, payload, True, 0)
+
+    # ------------------------------------------------------------------ internals: receive
+
+    def _receive_handshake(self) -> None:
+        raise NotImplementedError
+
+    def _receive_frames(self) -> None:
+        """Parse every complete frame in the buffer (RFC 6455 5.2)."""
+        buf = self._buf
+        end = len(buf)
+        pos = 0
+        limits = self.limits
+        max_frame = limits.max_frame_size
+        max_message = limits.max_message_size
+        expect_mask = 0 if self._mask else 0x80
+        while end - pos >= 2 and not self._discard:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if end - head < 2:
+                    break
+                length = (buf[head] << 8) | buf[head + 1]
+                head += 2
+            elif length == 127:
+                if end - head < 8:
+                    break
+                length = int.from_bytes(buf[head : head + 8], "big")
+                head += 8
+                # RFC 6455 5.2: "the most significant bit MUST be 0".
+                if length >> 63:
+                    self._protocol_error("64-bit frame length with the high bit set")
+                    break
+            opcode = b0 & 0x0F
+            fin = b0 & FIN
+            rsv = b0 & 0x70
+            # RFC 6455 5.1: "The server MUST close the connection upon receiving a frame that is
+            # not masked" and "A client MUST close a connection if it detects a masked frame".
+            if (b1 & 0x80) != expect_mask:
+                self._protocol_error("frame masking is wrong for this role")
+                break
+            if opcode >= 8:
+                if opcode > OP_PONG:
+                    self._protocol_error(f"reserved opcode {opcode:#x}")
+                    break
+                # RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or
+                # less and MUST NOT be fragmented."
+                if length > MAX_CONTROL_PAYLOAD:
+                    self._protocol_error("control frame payload over 125 bytes")
+                    break
+                if not fin:
+                    self._protocol_error("fragmented control frame")
+                    break
+                if rsv:
+                    self._protocol_error("RSV bit set on a control frame")
+                    break
+            else:
+                if opcode > OP_BINARY:
+                    self._protocol_error(f"reserved opcode {opcode:#x}")
+                    break
+                # RFC 6455 5.2: "MUST be 0 unless an extension is negotiated that defines
+                # meanings for non-zero values."
+                if rsv & ~self._rsv_allowed:
+                    self._protocol_error("RSV bit set without a negotiated extension")
+                    break
+                # Limits are checked from the header, before a byte of payload is buffered.
+                if max_frame is not None and length > max_frame:
+                    self._fail_exc(PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}"))
+                    break
+                # An uncompressed frame adds its declared length to the message as is; a
+                # compressed one is bounded after decompression, in _receive_data_frame.
+                if max_message is not None and not (
+                    rsv & RSV1 or (opcode == OP_CONT and self._rx_compressed)
+                ):
+                    so_far = self._rx_size if opcode == OP_CONT else 0
+                    if so_far + length > max_message:
+                        self._fail_exc(PayloadTooBig(f"message exceeds {max_message} bytes"))
+                        break
+            if expect_mask:
+                stop = head + 4 + length
+                if stop > end:
+                    break
+                payload = apply_mask(buf[head + 4 : stop], bytes(buf[head : head + 4]))
+            else:
+                stop = head + length
+                if stop > end:
+                    break
+                payload = bytes(buf[head:stop])
+            pos = stop
+            if opcode < 8:
+                self._receive_data_frame(opcode, fin, rsv, payload)
+            else:
+                self._receive_control_frame(opcode, payload)
+        if pos:
+            del buf[:pos]
+        if self._discard:
+            buf.clear()
+
+    def _receive_data_frame(self, opcode: int, fin: int, rsv: int, payload: bytes) -> None:
+        if opcode == OP_CONT:
+            if not self._rx_opcode:
+                self._protocol_error("continuation frame without a message to continue")
+                return
+            self._rx_frames += 1
+            max_fragments = self.limits.max_fragments
+            if max_fragments is not None and self._rx_frames > max_fragments:
+                self._fail_exc(PayloadTooBig(f"message has over {max_fragments} fragments"))
+                return
+        else:
+            if self._rx_opcode:
+                # RFC 6455 5.4: fragments of one message are never interleaved with another.
+                self._protocol_error(
+                    f"{_OPCODE_NAMES[opcode]} frame inside a fragmented message"
+                )
+                return
+            if (
+                fin
+                and not rsv
+                and not self.extensions
+                and not self.stream
+            ):
+                # Fast path: a whole message in one plain frame.
+                self.messages_received += 1
+                if opcode == OP_TEXT:
+                    try:
+                        self._events.append(Text(payload.decode()))
+                    except UnicodeDecodeError:
+                        self._fail_exc(RemoteProtocolError("invalid UTF-8 in text message", 1007))
+                else:
+                    self._events.append(Binary(payload))
+                return
+            self._rx_opcode = opcode
+            self._rx_size = 0
+            self._rx_frames = 1
+            self._rx_compressed = bool(rsv & RSV1)
+        if self.extensions:
+            max_message = self.limits.max_message_size
+            budget = None if max_message is None else max_message - self._rx_size
+            frame = Frame(opcode, payload, bool(fin), rsv)
+            try:
+                for extension in reversed(self.extensions):
+                    frame = extension.decode(frame, budget)
+            except RemoteProtocolError as exc:
+                self._fail_exc(exc)
+                return
+            payload = frame.data
+        size = self._rx_size + len(payload)
+        max_message = self.limits.max_message_size
+        if max_message is not None and size > max_message:
+            self._fail_exc(PayloadTooBig(f"message exceeds {max_message} bytes"))
+            return
+        self._rx_size = size
+        if self._rx_opcode == OP_TEXT:
+            decoder = self._rx_decoder
+            if decoder is None:
+                decoder = self._rx_decoder = _new_utf8_decoder()
+            try:
+                # The incremental decoder fails at the first invalid byte, even mid-fragment
+                # (RFC 6455 8.1: "MUST _Fail the WebSocket Connection_" on invalid UTF-8).
+                text = decoder.decode(payload, bool(fin))
+            except UnicodeDecodeError:
+                self._fail_exc(RemoteProtocolError("invalid UTF-8 in text message", 1007))
+                return
+            if self.stream:
+                if text or fin:
+                    self._events.append(Text(text, bool(fin)))
+            else:
+                self._rx_text.append(text)
+                if fin:
+                    self._events.append(Text("".join(self._rx_text)))
+        elif self.stream:
+            self._events.append(Binary(payload, bool(fin)))
+        else:
+            self._rx_parts.append(payload)
+            if fin:
+                self._events.append(Binary(b"".join(self._rx_parts)))
+        if fin:
+            self.messages_received += 1
+            self._rx_opcode = 0
+            self._rx_parts = []
+            self._rx_text = []
+            self._rx_decoder = None
+
+    def _receive_control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_PING:
+            self._events.append(Ping(payload))
+            # RFC 6455 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame
+            # in response ... with identical Application data".
+            if self.state is State.OPEN and self.close_sent is None:
+                pongs = self._pongs
+                if len(pongs) >= MAX_PENDING_PONGS:
+                    del pongs[0]
+                pongs.append(payload)
+        elif opcode == OP_PONG:
+            self._events.append(Pong(payload))
+        else:
+            try:
+                code, reason = parse_close(payload)
+            except RemoteProtocolError as exc:
+                self._fail_exc(exc)
+                return
+            self.close_rcvd = (code, reason)
+            if self.close_sent is None:
+                # RFC 6455 5.5.1: "When sending a Close frame in response, the endpoint
+                # typically echos the status code it received."
+                echo = None if code == 1005 else code
+                self._queue_close(serialize_close(echo), echo, "")
+            if not self.is_client:
+                self._close_now = True
+            self._finish("close received", None)
+
+    def _protocol_error(self, reason: str) -> None:
+        self._fail_exc(RemoteProtocolError(reason, 1002))
+
+    def _fail_exc(self, exc: RemoteProtocolError) -> None:
+        self.fail(exc.code, exc.reason, exc)
+
+    def _transition(self, what: str) -> None:
+        self.state = TRANSITIONS[self.state, what]
+
+    def _finish(self, what: str, cause: BaseException | None) -> None:
+        """Enter CLOSED and emit the one ``Closed`` event."""
+        self._transition(what)
+        self._discard = True
+        self.cause = cause
+        for extension in self.extensions:
+            extension.close()
+        rcvd_code, rcvd_reason = self.close_rcvd or (1006, "")
+        sent_code, sent_reason = self.close_sent or (None, "")
+        self._events.append(Closed(rcvd_code, rcvd_reason, sent_code, sent_reason, cause))
+
+    def _set_extensions(self, extensions: list[Extension]) -> None:
+        self.extensions = extensions
+        rsv = 0
+        for extension in extensions:
+            rsv |= extension.rsv_bits
+        self._rsv_allowed = rsv
+
+
+class _Default:
+    """Marker for "not given": the connection decides (subprotocol, user agent)."""
+
+
+class ServerConnection(Connection):
+    """The server role: parses the request, then frames; answer the request with
+    :meth:`accept` or :meth:`reject` followed by :meth:`send_response`.
+
+    ``subprotocols`` lists what the server supports, in its order of preference; by default
+    the first of the client's offers that the server supports is chosen (pass
+    ``select_subprotocol`` to choose otherwise). ``extensions`` holds the server extension
+    factories, tried against the client's offers in the client's order.
+    """
+
+    is_client = False
+
+    def __init__(
+        self,
+        *,
+        extensions: Sequence[ServerExtensionFactory] = (),
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        stream: bool = False,
+        max_frame_out: int | None = None,
+    ) -> None:
+        super().__init__(limits=limits, stream=stream, max_frame_out=max_frame_out)
+        self.extension_factories = list(extensions)
+        self.available_subprotocols = list(subprotocols or ())
+        self.select_subprotocol = select_subprotocol
+        #: The request once received.
+        self.request: Request | None = None
+        #: The response once sent.
+        self.response: Response | None = None
+        self._accepted: tuple[Response, list[Extension], str | None] | None = None
+
+    def _receive_handshake(self) -> None:
+        if self.request is not None:
+            # Waiting for accept()/reject(); later bytes stay buffered, within bounds. RFC 6455
+            # 4.1: the client "MUST wait for a response from the server before sending any
+            # further data", so a client that sends a lot before the 101 is refused.
+            if len(self._buf) > self.limits.max_head_size:
+                self._reject_now(InvalidHandshake("data sent before the handshake completed"))
+            return
+        try:
+            parsed = parse_request(self._buf, self.limits)
+        except InvalidHandshake as exc:
+            self._reject_now(exc)
+            return
+        if parsed is None:
+            return
+        request, consumed = parsed
+        del self._buf[:consumed]
+        self.request = request
+        self._events.append(request)
+
+    def _reject_now(self, exc: InvalidHandshake) -> None:
+        """Answer a head that cannot be parsed and close; the client gets an HTTP error."""
+        self._buf.clear()
+        self.send_response(error_response(exc), cause=exc)
+
+    def accept(
+        self,
+        request: Request | None = None,
+        *,
+        subprotocol: str | None | type[_Default] = _Default,
+        extra_headers: HeadersLike | None = None,
+    ) -> Response:
+        """Validate the upgrade request and build the response: 101, or an HTTP error
+        (400, 405, 426, 505) if the request is not a valid WebSocket upgrade.
+
+        Nothing is sent until :meth:`send_response`. ``subprotocol`` overrides the choice made
+        from ``subprotocols``/``select_subprotocol``; ``extra_headers`` are added to a 101.
+        """
+        request = request or self.request
+        if request is None:
+            raise LocalProtocolError("no request received yet")
+        try:
+            key = check_request(request)
+            offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+            offered_protocols = parse_subprotocols(
+                request.headers.get_all("Sec-WebSocket-Protocol")
+            )
+        except InvalidHandshake as exc:
+            response = error_response(exc)
+            self._accepted = None
+            self.cause = exc
+            return response
+        accepted: list[Extension] = []
+        answers: list[tuple[str, Sequence[ExtensionParameter]]] = []
+        done: set[str] = set()
+        for name, params in offers:
+            if name in done:
+                continue
+            for factory in self.extension_factories:
+                if factory.name != name:
+                    continue
+                try:
+                    response_params, extension = factory.process_request_params(params, accepted)
+                except NegotiationError:
+                    continue
+                accepted.append(extension)
+                answers.append((name, response_params))
+                done.add(name)
+                break
+        if subprotocol is _Default:
+            chosen = self._choose_subprotocol(request, offered_protocols)
+        else:
+            chosen = subprotocol  # type: ignore[assignment]
+        response = accept_response(
+            key, subprotocol=chosen, extensions=answers, extra_headers=extra_headers
+        )
+        self._accepted = (response, accepted, chosen)
+        return response
+
+    def _choose_subprotocol(self, request: Request, offered: Sequence[str]) -> str | None:
+        if self.select_subprotocol is not None:
+            return self.select_subprotocol(request, offered)
+        for protocol in offered:
+            if protocol in self.available_subprotocols:
+                return protocol
+        return None
+
+    def reject(
+        self, status: int, body: str | bytes = b"", headers: HeadersLike | None = None
+    ) -> Response:
+        """Build an HTTP response that refuses the upgrade (send it with :meth:`send_response`)."""
+        return reject_response(status, body, headers)
+
+    def send_response(self, response: Response, cause: BaseException | None = None) -> None:
+        """Send the handshake response. A 101 from :meth:`accept` opens the connection; any
+        other response closes it after it is written."""
+        if self.state is not State.CONNECTING or self.response is not None:
+            raise LocalProtocolError("the handshake response was already sent")
+        self.response = response
+        data = serialize_response(response)
+        self.bytes_sent += len(data)
+        self._out.append(data)
+        accepted = self._accepted
+        if response.status == 101 and accepted is not None and accepted[0] is response:
+            self._set_extensions(accepted[1])
+            self.subprotocol = accepted[2]
+            self._transition("handshake done")
+            if self._buf:  # frames that arrived right behind the request
+                self._receive_frames()
+            return
+        if response.status == 101:
+            raise LocalProtocolError("send the 101 response that accept() returned")
+        self._close_now = True
+        self._finish("handshake failed", cause or self.cause)
+
+
+class ClientConnection(Connection):
+    """The client role: call :meth:`send_request`, then feed what the server sends.
+
+    The opening handshake succeeds with a :class:`~wskit.core.events.Response` event (status
+    101); otherwise a :class:`~wskit.core.events.Closed` event carries the reason
+    (:class:`~wskit.exceptions.InvalidStatus` when the server refused).
+    """
+
+    is_client = True
+
+    def __init__(
+        self,
+        uri: str | WSURI,
+        *,
+        extensions: Sequence[ClientExtensionFactory] = (),
+        subprotocols: Sequence[str] = (),
+        extra_headers: HeadersLike | None = None,
+        user_agent: str | None | type[_Default] = _Default,
+        origin: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        stream: bool = False,
+        max_frame_out: int | None = None,
+    ) -> None:
+        super().__init__(limits=limits, stream=stream, max_frame_out=max_frame_out)
+        self.wsuri = parse_uri(uri) if isinstance(uri, str) else uri
+        self.extension_factories = list(extensions)
+        self.offered_subprotocols = list(subprotocols)
+        offers = [(f.name, f.get_request_params()) for f in self.extension_factories]
+        kwargs = {} if user_agent is _Default else {"user_agent": user_agent}
+        self.request, self._key = build_request(
+            self.wsuri,
+            extra_headers=Headers(extra_headers) if extra_headers is not None else None,
+            subprotocols=self.offered_subprotocols,
+            extensions=offers,
+            origin=origin,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.response: Response | None = None
+        self._request_sent = False
+
+    def send_request(self) -> None:
+        """Queue the upgrade request (see :attr:`request`)."""
+        if self._request_sent:
+            raise LocalProtocolError("the request was already sent")
+        self._request_sent = True
+        data = serialize_request(self.request)
+        self.bytes_sent += len(data)
+        self._out.append(data)
+
+    def _receive_handshake(self) -> None:
+        try:
+            parsed = parse_response(self._buf, self.limits)
+            if parsed is None:
+                return
+            response, consumed = parsed
+            del self._buf[:consumed]
+            self.response = response
+            check_response(response, self._key)
+            self._set_extensions(self._negotiate_extensions(response))
+            self.subprotocol = self._negotiate_subprotocol(response)
+        except InvalidHandshake as exc:
+            self._buf.clear()
+            self._close_now = True
+            self._finish("handshake failed", exc)
+            return
+        self._transition("handshake done")
+        self._events.append(response)
+
+    def _negotiate_extensions(self, response: Response) -> list[Extension]:
+        accepted: list[Extension] = []
+        for name, params in parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")):
+            for factory in self.extension_factories:
+                if factory.name == name:
+                    accepted.append(factory.process_response_params(params, accepted))
+                    break
+            else:
+                # RFC 6455 4.1: the client fails the connection if "the response includes a
+                # Sec-WebSocket-Extensions header field ... not present in the client's handshake".
+                raise NegotiationError(f"server accepted an extension not offered: {name}")
+        return accepted
+
+    def _negotiate_subprotocol(self, response: Response) -> str | None:
+        protocols = parse_subprotocols(response.headers.get_all("Sec-WebSocket-Protocol"))
+        if not protocols:
+            return None
+        if len(protocols) > 1:
+            raise NegotiationError("server chose more than one subprotocol")
+        if protocols[0] not in self.offered_subprotocols:
+            # RFC 6455 4.1: the server's subprotocol must be one the client offered.
+            raise NegotiationError(f"server chose a subprotocol not offered: {protocols[0]}")
+        return protocols[0]
+

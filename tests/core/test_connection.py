@@ -1,0 +1,413 @@
+"""The connection state machine: RFC 6455 byte vectors both ways, violations, closing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.core.helpers import FEED_MODES, drain, exchange, feed, open_pair
+from wskit.core import ClientConnection, Limits, ServerConnection, State
+from wskit.core import connection as connection_module
+from wskit.core.connection import MAX_PENDING_PONGS, TRANSITIONS
+from wskit.core.events import Binary, Closed, Ping, Pong, Text
+from wskit.core.extensions import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+from wskit.core.frames import encode_frame, serialize_close
+from wskit.exceptions import LocalProtocolError, PayloadTooBig, RemoteProtocolError
+
+MASK = bytes((0x37, 0xFA, 0x21, 0x3D))
+
+
+@pytest.fixture
+def fixed_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin the client's masking key to RFC 6455 5.7's example key."""
+    monkeypatch.setattr(connection_module, "new_mask", lambda: MASK)
+
+
+def masked(frame_header: bytes, payload: bytes) -> bytes:
+    """A client frame: header with the MASK bit, RFC 5.7's key, masked payload."""
+    b0, b1 = frame_header[0], frame_header[1] | 0x80
+    body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes((b0, b1)) + frame_header[2:] + MASK + body
+
+
+# --------------------------------------------------------------------------- RFC 6455 5.7
+
+
+@pytest.mark.parametrize("how", FEED_MODES)
+def test_rfc_unmasked_text_to_client(how: str) -> None:
+    client, _ = open_pair()
+    assert feed(client, bytes.fromhex("810548656c6c6f"), how) == [Text("Hello")]
+
+
+@pytest.mark.parametrize("how", FEED_MODES)
+def test_rfc_masked_text_to_server(how: str) -> None:
+    _, server = open_pair()
+    data = bytes.fromhex("818537fa213d7f9f4d5158")
+    assert feed(server, data, how) == [Text("Hello")]
+
+
+@pytest.mark.parametrize("how", FEED_MODES)
+def test_rfc_fragmented_text(how: str) -> None:
+    client, _ = open_pair()
+    data = bytes.fromhex("010348656c") + bytes.fromhex("80026c6f")
+    assert feed(client, data, how) == [Text("Hello")]
+
+
+@pytest.mark.parametrize("how", FEED_MODES)
+def test_rfc_ping_and_pong(how: str) -> None:
+    client, server = open_pair()
+    assert feed(client, bytes.fromhex("890548656c6c6f"), how) == [Ping(b"Hello")]
+    # The automatic pong is masked: check it by feeding it to the server.
+    assert exchange(client, server) == [Pong(b"Hello")]
+    pong = bytes.fromhex("8a8537fa213d7f9f4d5158")
+    assert feed(server, pong, how) == [Pong(b"Hello")]
+
+
+@pytest.mark.parametrize("how", FEED_MODES)
+@pytest.mark.parametrize(("size", "header"), [(256, "827e0100"), (65536, "827f0000000000010000")])
+def test_rfc_binary_lengths(how: str, size: int, header: str) -> None:
+    client, server = open_pair()
+    payload = bytes(range(256)) * (size // 256)
+    data = bytes.fromhex(header) + payload
+    assert feed(client, data, how if size == 256 else "whole") == [Binary(payload)]
+    server.send_binary(payload)
+    assert drain(server) == data
+
+
+def test_rfc_send_vectors(fixed_mask: None) -> None:
+    client, server = open_pair()
+    server.send_text("Hello")
+    assert drain(server) == bytes.fromhex("810548656c6c6f")
+    client.send_text("Hello")
+    assert drain(client) == bytes.fromhex("818537fa213d7f9f4d5158")
+    client.send_pong(b"Hello")
+    assert drain(client) == bytes.fromhex("8a8537fa213d7f9f4d5158")
+    server.send_text("Hel", fin=False)
+    server.send_continuation("lo", fin=True)
+    assert drain(server) == bytes.fromhex("010348656c") + bytes.fromhex("80026c6f")
+
+
+def test_length_encodings_are_minimal() -> None:
+    _, server = open_pair()
+    for size, header_len in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)]:
+        server.send_binary(b"x" * size)
+        assert len(drain(server)) == size + header_len
+
+
+# --------------------------------------------------------------------------- violations
+
+
+def failed_with(events: list[object], code: int) -> Closed:
+    closed = [e for e in events if isinstance(e, Closed)]
+    assert len(closed) == 1, events
+    assert closed[0].sent_code == code, closed[0]
+    assert isinstance(closed[0].cause, RemoteProtocolError)
+    assert closed[0].cause.code == code
+    return closed[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (bytes.fromhex("810548656c6c6f"), 1002),  # unmasked frame to a server
+        (masked(bytes.fromhex("c105"), b"Hello"), 1002),  # RSV1 without extension
+        (masked(bytes.fromhex("a105"), b"Hello"), 1002),  # RSV2
+        (masked(bytes.fromhex("9105"), b"Hello"), 1002),  # RSV3
+        (masked(bytes.fromhex("8300"), b""), 1002),  # reserved data opcode 3
+        (masked(bytes.fromhex("8b00"), b""), 1002),  # reserved control opcode B
+        (masked(bytes.fromhex("097e007e"), b"x" * 126), 1002),  # control frame > 125
+        (masked(bytes.fromhex("0900"), b""), 1002),  # fragmented ping
+        (masked(bytes.fromhex("8003"), b"abc"), 1002),  # continuation with nothing to continue
+        (
+            masked(bytes.fromhex("0103"), b"abc") + masked(bytes.fromhex("8103"), b"abc"),
+            1002,
+        ),  # new message inside a fragmented one
+        (masked(bytes.fromhex("8102"), b"\xc3\x28"), 1007),  # invalid UTF-8
+        (masked(bytes.fromhex("8801"), b"\x03"), 1002),  # 1-byte close payload
+        (masked(bytes.fromhex("8803"), b"\x03\xe8\xff"), 1002),  # close reason not UTF-8
+    ],
+)
+@pytest.mark.parametrize("how", ["whole", "bytes"])
+def test_protocol_violations_fail_the_connection(data: bytes, code: int, how: str) -> None:
+    _, server = open_pair()
+    events = feed(server, data, how)
+    failed_with(events, code)
+    out = drain(server)
+    assert out.startswith(bytes((0x88,))) and int.from_bytes(out[2:4], "big") == code
+    assert server.should_close()
+    assert server.state is State.CLOSED
+    # Input after a failure is ignored.
+    server.receive_data(masked(bytes.fromhex("8103"), b"abc"))
+    assert server.events() == []
+
+
+def test_masked_frame_to_client_fails() -> None:
+    client, _ = open_pair()
+    failed_with(feed(client, masked(bytes.fromhex("8103"), b"abc")), 1002)
+    assert client.should_close()
+
+
+def test_64bit_length_high_bit_fails() -> None:
+    client, _ = open_pair()
+    failed_with(feed(client, bytes.fromhex("827f8000000000000000")), 1002)
+
+
+def test_invalid_utf8_fails_mid_fragment() -> None:
+    # The first fragment already holds a byte that can start no valid sequence: fail at once,
+    # without waiting for the final fragment (RFC 6455 8.1, Autobahn 6.4.x).
+    client, _ = open_pair()
+    events = feed(client, bytes.fromhex("0104") + b"ab\xf8c")
+    failed_with(events, 1007)
+
+
+def test_utf8_split_inside_a_character_is_fine() -> None:
+    client, _ = open_pair()
+    euro = "€".encode()
+    data = bytes((0x01, 1)) + euro[:1] + bytes((0x00, 1)) + euro[1:2] + bytes((0x80, 1)) + euro[2:]
+    assert feed(client, data) == [Text("€")]
+
+
+@pytest.mark.parametrize(
+    "code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+)
+def test_invalid_close_codes_fail_with_1002(code: int) -> None:
+    _, server = open_pair()
+    failed_with(feed(server, masked(bytes.fromhex("8802"), code.to_bytes(2, "big"))), 1002)
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 3999, 4000, 4999])
+def test_valid_close_codes_are_echoed(code: int) -> None:
+    client, server = open_pair()
+    client.send_close(code, "bye")
+    (closed,) = exchange(client, server)
+    assert closed == Closed(code, "bye", code, "")
+    assert closed.ok is (code in (1000, 1001))
+    assert drain(server) == bytes((0x88, 2)) + code.to_bytes(2, "big")
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_frame_over_limit_is_refused_from_its_header() -> None:
+    client, _ = open_pair(client_kwargs={"limits": Limits.for_size(1000)})
+    # Only the header of a 2000-byte frame: refused before any payload arrives.
+    closed = failed_with(feed(client, bytes.fromhex("827e07d0")), 1009)
+    assert isinstance(closed.cause, PayloadTooBig)
+
+
+def test_message_over_limit_across_fragments() -> None:
+    client, _ = open_pair(client_kwargs={"limits": Limits(max_message_size=1000)})
+    data = bytes.fromhex("027e0258") + b"x" * 600 + bytes.fromhex("807e0258")
+    events = feed(client, data)
+    failed_with(events, 1009)
+
+
+def test_fragment_count_limit() -> None:
+    client, _ = open_pair(client_kwargs={"limits": Limits(max_fragments=3)})
+    ok = bytes.fromhex("0200") + bytes.fromhex("0000") + bytes.fromhex("8000")
+    assert feed(client, ok) == [Binary(b"")]
+    bad = bytes.fromhex("0200") + bytes.fromhex("0000") * 3
+    failed_with(feed(client, bad), 1009)
+
+
+def test_limits_validate() -> None:
+    with pytest.raises(ValueError):
+        Limits(max_message_size=0)
+    assert Limits(max_message_size=None).max_message_size is None
+
+
+# --------------------------------------------------------------------------- ping / pong
+
+
+def test_ping_flood_is_coalesced() -> None:
+    client, _ = open_pair()
+    pings = b"".join(bytes((0x89, 1, i)) for i in range(MAX_PENDING_PONGS + 10))
+    events = feed(client, pings)
+    assert len(events) == MAX_PENDING_PONGS + 10
+    out = drain(client)
+    # Only the latest MAX_PENDING_PONGS are answered; each masked pong is 7 bytes.
+    assert len(out) == MAX_PENDING_PONGS * 7
+    # Each pong is 0x8a 0x81, a 4-byte key, one masked byte: the oldest pings were dropped.
+    assert out[6] ^ out[2] == 10
+    assert out[-1] ^ out[-5] == MAX_PENDING_PONGS + 9
+
+
+def test_no_pong_after_close_sent() -> None:
+    client, server = open_pair()
+    server.send_close()
+    drain(server)
+    server.receive_data(masked(bytes.fromhex("8901"), b"x"))
+    assert server.events() == [Ping(b"x")]
+    assert drain(server) == b""
+
+
+def test_control_frames_between_fragments() -> None:
+    client, _ = open_pair()
+    data = bytes.fromhex("0102") + b"ab" + bytes.fromhex("8900") + bytes.fromhex("8001") + b"c"
+    assert feed(client, data) == [Ping(b""), Text("abc")]
+
+
+def test_close_in_the_middle_of_a_fragmented_message_is_echoed() -> None:
+    # Autobahn 7.1.5: a Close between fragments is a normal close (1000), not an error.
+    _, server = open_pair()
+    data = masked(bytes.fromhex("0102"), b"ab") + masked(bytes.fromhex("8802"), b"\x03\xe8")
+    (closed,) = feed(server, data)
+    assert closed == Closed(1000, "", 1000, "") and closed.ok
+
+
+# --------------------------------------------------------------------------- closing handshake
+
+
+def test_closing_handshake_client_initiated() -> None:
+    client, server = open_pair()
+    client.send_close(1000, "done")
+    assert client.state is State.CLOSING and client.close_expected()
+    assert not client.should_close()
+    (closed,) = exchange(client, server)
+    assert closed == Closed(1000, "done", 1000, "")
+    assert server.state is State.CLOSED and server.should_close()
+    (closed,) = exchange(server, client)
+    assert closed == Closed(1000, "", 1000, "done") and closed.ok
+    # RFC 6455 7.1.1: the server closes TCP first; the client waits for it.
+    assert not client.should_close()
+    client.receive_eof()
+    assert client.events() == [] and client.should_close()
+
+
+def test_empty_close_is_echoed_empty() -> None:
+    client, server = open_pair()
+    client.send_close(None)
+    (closed,) = exchange(client, server)
+    assert closed.code == 1005 and closed.ok
+    assert drain(server) == bytes.fromhex("8800")
+
+
+def test_eof_without_close_is_abnormal() -> None:
+    client, _ = open_pair()
+    client.receive_eof()
+    (closed,) = client.events()
+    assert closed.code == 1006 and not closed.ok
+
+
+def test_illegal_calls_raise_local_protocol_error() -> None:
+    client, _ = open_pair()
+    with pytest.raises(LocalProtocolError):
+        client.send_ping(b"x" * 126)
+    with pytest.raises(LocalProtocolError):
+        client.send_close(1005)
+    with pytest.raises(LocalProtocolError):
+        client.send_close(1000, "x" * 124)
+    with pytest.raises(LocalProtocolError):
+        client.send_continuation("x", fin=True)
+    client.send_text("a", fin=False)
+    with pytest.raises(LocalProtocolError):
+        client.send_binary(b"b")
+    with pytest.raises(LocalProtocolError):
+        client.send_continuation(b"b", fin=True)
+    client.send_close()
+    with pytest.raises(LocalProtocolError):
+        client.send_text("late")
+    with pytest.raises(LocalProtocolError):
+        client.send_close()
+
+
+def test_transition_table_covers_every_state() -> None:
+    sources = {state for state, _ in TRANSITIONS}
+    assert sources == {State.CONNECTING, State.OPEN, State.CLOSING}
+    assert all(target >= source for (source, _), target in TRANSITIONS.items())
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def test_outgoing_messages_are_split() -> None:
+    client, server = open_pair(server_kwargs={"max_frame_out": 4})
+    server.send_binary(b"0123456789")
+    frames = drain(server)
+    assert frames == (
+        bytes.fromhex("0204") + b"0123" + bytes.fromhex("0004") + b"4567" + bytes.fromhex("8002") + b"89"
+    )
+    assert feed(client, frames) == [Binary(b"0123456789")]
+
+
+def test_large_payload_is_not_copied_behind_its_header() -> None:
+    _, server = open_pair()
+    payload = b"x" * 100_000
+    server.send_binary(payload)
+    header, body = server.data_to_send()
+    assert body is payload and len(header) == 10
+
+
+def test_stream_mode_hands_out_fragments() -> None:
+    client, _ = open_pair(client_kwargs={"stream": True})
+    data = bytes.fromhex("0102") + b"ab" + bytes.fromhex("0000") + bytes.fromhex("8001") + b"c"
+    assert feed(client, data) == [Text("ab", False), Text("c", True)]
+    data = bytes.fromhex("0202") + b"ab" + bytes.fromhex("8001") + b"c"
+    assert feed(client, data) == [Binary(b"ab", False), Binary(b"c", True)]
+
+
+# --------------------------------------------------------------------------- compression
+
+
+def deflate_pair(**limits: int) -> tuple[ClientConnection, ServerConnection]:
+    return open_pair(
+        client_kwargs={
+            "extensions": [ClientPerMessageDeflateFactory()],
+            "limits": Limits(**limits) if limits else Limits(),
+        },
+        server_kwargs={"extensions": [ServerPerMessageDeflateFactory()]},
+    )
+
+
+def test_compressed_messages_both_ways() -> None:
+    client, server = deflate_pair()
+    assert client.extensions and server.extensions
+    text = "hello compression " * 100
+    server.send_text(text)
+    wire = drain(server)
+    assert wire[0] & 0x40 and len(wire) < len(text) // 4
+    assert feed(client, wire) == [Text(text)]
+    client.send_binary(text.encode())
+    assert exchange(client, server) == [Binary(text.encode())]
+    server.send_text(text, compress=False)
+    wire = drain(server)
+    assert not wire[0] & 0x40
+    assert feed(client, wire) == [Text(text)]
+
+
+def test_deflate_bomb_is_refused_without_inflating() -> None:
+    client, server = deflate_pair(max_message_size=1 << 20)
+    server.send_binary(bytes(50 << 20))  # 50 MiB of zeros: ~50 KiB on the wire
+    wire = drain(server)
+    assert len(wire) < 100_000
+    failed_with(feed(client, wire), 1009)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(["whole", "bytes", "random-1"]))
+def test_arbitrary_input_never_raises(data: bytes, how: str) -> None:
+    """Any input is parsed, or fails the connection with a documented close code."""
+    for role in ("client", "server"):
+        client, server = open_pair(
+            client_kwargs={"limits": Limits.for_size(100)},
+            server_kwargs={"limits": Limits.for_size(100)},
+        )
+        conn = client if role == "client" else server
+        events = feed(conn, data, how)
+        for event in events:
+            if isinstance(event, Closed) and event.cause is not None:
+                assert event.sent_code in (1002, 1007, 1009)
+        drain(conn)
+
+
+def test_frames_from_encode_frame_roundtrip() -> None:
+    client, _ = open_pair()
+    data = encode_frame(0x2, b"abc") + encode_frame(0x8, serialize_close(1001, "bye"))
+    assert feed(client, data) == [Binary(b"abc"), Closed(1001, "bye", 1001, "")]
