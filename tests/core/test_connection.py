@@ -145,6 +145,48 @@ def test_protocol_violations_fail_the_connection(data: bytes, code: int, how: st
     assert server.events() == []
 
 
+def test_violation_after_a_message_is_held_until_the_message_is_handled() -> None:
+    # Autobahn 3.2 / 4.1.3 / 5.15: a valid message, then a bad frame, in one read. The message
+    # comes out first and the failure waits for the next receive_data() call, so the
+    # application can answer the message before the Close frame goes out.
+    client, server = open_pair()
+    data = masked(bytes.fromhex("8102"), b"ok") + masked(bytes.fromhex("a100"), b"")
+    assert feed(server, data) == [Text("ok")]
+    assert server.input_held and server.state is State.OPEN
+    server.send_text("ok")
+    assert drain(server) == bytes.fromhex("81026f6b")
+    server.receive_data(b"")
+    failed_with(server.events(), 1002)
+    assert not server.input_held
+
+
+def test_violation_first_in_a_read_fails_at_once() -> None:
+    _, server = open_pair()
+    data = masked(bytes.fromhex("a100"), b"") + masked(bytes.fromhex("8102"), b"ok")
+    failed_with(feed(server, data), 1002)
+    assert not server.input_held
+
+
+def test_invalid_utf8_fails_inside_an_incomplete_frame() -> None:
+    # Autobahn 6.4.3: one 21-byte frame arrives in pieces; the invalid sequence in the second
+    # piece fails the connection before the rest of the frame is sent.
+    _, server = open_pair()
+    payload = bytes.fromhex("cebae1bdb9cf83cebcceb5" "f4908080" "656469746564")
+    frame = masked(bytes((0x81, len(payload))), payload)
+    assert feed(server, frame[:6 + 11]) == []
+    assert server.state is State.OPEN
+    failed_with(feed(server, frame[17:21]), 1007)
+
+
+def test_large_frame_is_consumed_as_it_arrives() -> None:
+    client, _ = open_pair()
+    payload = bytes(range(256)) * 400
+    frame = bytes.fromhex("827f") + len(payload).to_bytes(8, "big") + payload
+    for how in ("whole", "random-2"):
+        assert feed(client, frame, how) == [Binary(payload)]
+        assert len(client._buf) == 0
+
+
 def test_masked_frame_to_client_fails() -> None:
     client, _ = open_pair()
     failed_with(feed(client, masked(bytes.fromhex("8103"), b"abc")), 1002)
@@ -329,7 +371,12 @@ def test_outgoing_messages_are_split() -> None:
     server.send_binary(b"0123456789")
     frames = drain(server)
     assert frames == (
-        bytes.fromhex("0204") + b"0123" + bytes.fromhex("0004") + b"4567" + bytes.fromhex("8002") + b"89"
+        bytes.fromhex("0204")
+        + b"0123"
+        + bytes.fromhex("0004")
+        + b"4567"
+        + bytes.fromhex("8002")
+        + b"89"
     )
     assert feed(client, frames) == [Binary(b"0123456789")]
 

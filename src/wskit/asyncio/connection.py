@@ -402,11 +402,20 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is Response:
                 self._on_open()
+        if core.input_held:
+            # Messages parsed before a bad frame go to the application first, so that its
+            # answers are written before the Close frame (see Connection.input_held).
+            self.loop.call_soon(self._release_held)
         if core.should_close():
             if not self.transport.is_closing():
                 self.transport.close()
         elif core.close_expected() and self._close_timer is None and self.close_timeout:
             self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
+
+    def _release_held(self) -> None:
+        if self.core.input_held:
+            self.core.receive_data(b"")
+            self._process()
 
     def _deliver(self, message: Data) -> None:
         waiter = self._recv_waiter

@@ -184,6 +184,14 @@ class Connection:
         self._rx_frames = 0
         self._rx_compressed = False
         self._rx_decoder: codecs.IncrementalDecoder | None = None
+        # The frame whose payload is still arriving (uncompressed data frames only).
+        self._partial_left = 0
+        self._partial_key = b""
+        self._partial_offset = 0
+        self._partial_fin = 0
+        #: True when bytes are held back behind events produced by the last receive_data():
+        #: hand those events to the application, then call ``receive_data(b"")``.
+        self.input_held = False
         # The message being sent.
         self._tx_opcode = 0
         self._tx_compress = True
@@ -389,15 +397,25 @@ class Connection:
         raise NotImplementedError
 
     def _receive_frames(self) -> None:
-        """Parse every complete frame in the buffer (RFC 6455 5.2)."""
+        """Parse every frame in the buffer (RFC 6455 5.2).
+
+        Uncompressed data frames are consumed as their payload arrives, so UTF-8 is checked
+        and memory is released piece by piece. A violation found in a frame's header after
+        events were already produced by this call is held back (see :attr:`input_held`).
+        """
         buf = self._buf
         end = len(buf)
         pos = 0
+        if self._partial_left:
+            pos = self._receive_partial(0, end)
+        events_before = len(self._events)
+        self.input_held = False
         limits = self.limits
         max_frame = limits.max_frame_size
         max_message = limits.max_message_size
         expect_mask = 0 if self._mask else 0x80
-        while end - pos >= 2 and not self._discard:
+        error: RemoteProtocolError | None = None
+        while end - pos >= 2 and not self._discard and not self._partial_left:
             b0 = buf[pos]
             b1 = buf[pos + 1]
             length = b1 & 0x7F
@@ -414,7 +432,7 @@ class Connection:
                 head += 8
                 # RFC 6455 5.2: "the most significant bit MUST be 0".
                 if length >> 63:
-                    self._protocol_error("64-bit frame length with the high bit set")
+                    error = RemoteProtocolError("64-bit frame length with the high bit set")
                     break
             opcode = b0 & 0x0F
             fin = b0 & FIN
@@ -422,102 +440,151 @@ class Connection:
             # RFC 6455 5.1: "The server MUST close the connection upon receiving a frame that is
             # not masked" and "A client MUST close a connection if it detects a masked frame".
             if (b1 & 0x80) != expect_mask:
-                self._protocol_error("frame masking is wrong for this role")
+                error = RemoteProtocolError("frame masking is wrong for this role")
                 break
             if opcode >= 8:
-                if opcode > OP_PONG:
-                    self._protocol_error(f"reserved opcode {opcode:#x}")
-                    break
-                # RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or
-                # less and MUST NOT be fragmented."
-                if length > MAX_CONTROL_PAYLOAD:
-                    self._protocol_error("control frame payload over 125 bytes")
-                    break
-                if not fin:
-                    self._protocol_error("fragmented control frame")
-                    break
-                if rsv:
-                    self._protocol_error("RSV bit set on a control frame")
+                error = self._check_control_header(opcode, fin, rsv, length)
+                if error is not None:
                     break
             else:
-                if opcode > OP_BINARY:
-                    self._protocol_error(f"reserved opcode {opcode:#x}")
+                error = self._check_data_header(opcode, rsv, length, max_frame, max_message)
+                if error is not None:
                     break
-                # RFC 6455 5.2: "MUST be 0 unless an extension is negotiated that defines
-                # meanings for non-zero values."
-                if rsv & ~self._rsv_allowed:
-                    self._protocol_error("RSV bit set without a negotiated extension")
-                    break
-                # Limits are checked from the header, before a byte of payload is buffered.
-                if max_frame is not None and length > max_frame:
-                    self._fail_exc(PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}"))
-                    break
-                # An uncompressed frame adds its declared length to the message as is; a
-                # compressed one is bounded after decompression, in _receive_data_frame.
-                if max_message is not None and not (
-                    rsv & RSV1 or (opcode == OP_CONT and self._rx_compressed)
-                ):
-                    so_far = self._rx_size if opcode == OP_CONT else 0
-                    if so_far + length > max_message:
-                        self._fail_exc(PayloadTooBig(f"message exceeds {max_message} bytes"))
-                        break
             if expect_mask:
-                stop = head + 4 + length
-                if stop > end:
-                    break
-                payload = apply_mask(buf[head + 4 : stop], bytes(buf[head : head + 4]))
+                key = bytes(buf[head : head + 4])
+                head += 4
             else:
-                stop = head + length
-                if stop > end:
-                    break
+                key = b""
+            stop = head + length
+            if stop > end:
+                # Incomplete: an uncompressed data frame is consumed as it arrives.
+                if opcode < 8 and end > head and not self._rx_compressed_frame(opcode, rsv):
+                    self._start_data_frame(opcode, rsv)
+                    self._partial_left = length
+                    self._partial_key = key
+                    self._partial_offset = 0
+                    self._partial_fin = fin
+                    pos = self._receive_partial(head, end)
+                break
+            if key:
+                payload = apply_mask(buf[head:stop], key)
+            else:
                 payload = bytes(buf[head:stop])
             pos = stop
             if opcode < 8:
                 self._receive_data_frame(opcode, fin, rsv, payload)
             else:
                 self._receive_control_frame(opcode, payload)
-        if pos:
-            del buf[:pos]
+        if error is not None and not self._discard:
+            if len(self._events) > events_before:
+                # Let the I/O layer hand the messages before the bad frame to the application
+                # (and send its answers) first: the frame is parsed again, and fails, on the
+                # next receive_data() call.
+                self.input_held = True
+            else:
+                pos = end
+                self._fail_exc(error)
         if self._discard:
             buf.clear()
+        elif pos:
+            del buf[:pos]
 
-    def _receive_data_frame(self, opcode: int, fin: int, rsv: int, payload: bytes) -> None:
+    def _check_control_header(
+        self, opcode: int, fin: int, rsv: int, length: int
+    ) -> RemoteProtocolError | None:
+        if opcode > OP_PONG:
+            return RemoteProtocolError(f"reserved opcode {opcode:#x}")
+        # RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or less
+        # and MUST NOT be fragmented."
+        if length > MAX_CONTROL_PAYLOAD:
+            return RemoteProtocolError("control frame payload over 125 bytes")
+        if not fin:
+            return RemoteProtocolError("fragmented control frame")
+        if rsv:
+            return RemoteProtocolError("RSV bit set on a control frame")
+        return None
+
+    def _check_data_header(
+        self, opcode: int, rsv: int, length: int, max_frame: int | None, max_message: int | None
+    ) -> RemoteProtocolError | None:
+        """Everything a data frame's header alone can break, checked before its payload."""
+        if opcode > OP_BINARY:
+            return RemoteProtocolError(f"reserved opcode {opcode:#x}")
+        # RFC 6455 5.2: RSV bits "MUST be 0 unless an extension is negotiated that defines
+        # meanings for non-zero values".
+        if rsv & ~self._rsv_allowed:
+            return RemoteProtocolError("RSV bit set without a negotiated extension")
         if opcode == OP_CONT:
             if not self._rx_opcode:
-                self._protocol_error("continuation frame without a message to continue")
-                return
-            self._rx_frames += 1
+                return RemoteProtocolError("continuation frame without a message to continue")
             max_fragments = self.limits.max_fragments
-            if max_fragments is not None and self._rx_frames > max_fragments:
-                self._fail_exc(PayloadTooBig(f"message has over {max_fragments} fragments"))
-                return
+            if max_fragments is not None and self._rx_frames >= max_fragments:
+                return PayloadTooBig(f"message has over {max_fragments} fragments")
+        elif self._rx_opcode:
+            # RFC 6455 5.4: fragments of one message are never interleaved with another.
+            return RemoteProtocolError(f"{_OPCODE_NAMES[opcode]} frame inside a fragmented message")
+        # Limits are checked from the header, before a byte of payload is buffered.
+        if max_frame is not None and length > max_frame:
+            return PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}")
+        # An uncompressed frame adds its declared length to the message as is; a compressed
+        # one is bounded during decompression.
+        if max_message is not None and not self._rx_compressed_frame(opcode, rsv):
+            so_far = self._rx_size if opcode == OP_CONT else 0
+            if so_far + length > max_message:
+                return PayloadTooBig(f"message exceeds {max_message} bytes")
+        return None
+
+    def _rx_compressed_frame(self, opcode: int, rsv: int) -> bool:
+        return bool(rsv & RSV1) or (opcode == OP_CONT and self._rx_compressed)
+
+    def _start_data_frame(self, opcode: int, rsv: int) -> None:
+        """Account for a data frame whose header passed the checks."""
+        if opcode == OP_CONT:
+            self._rx_frames += 1
         else:
-            if self._rx_opcode:
-                # RFC 6455 5.4: fragments of one message are never interleaved with another.
-                self._protocol_error(
-                    f"{_OPCODE_NAMES[opcode]} frame inside a fragmented message"
-                )
-                return
-            if (
-                fin
-                and not rsv
-                and not self.extensions
-                and not self.stream
-            ):
-                # Fast path: a whole message in one plain frame.
-                self.messages_received += 1
-                if opcode == OP_TEXT:
-                    try:
-                        self._events.append(Text(payload.decode()))
-                    except UnicodeDecodeError:
-                        self._fail_exc(RemoteProtocolError("invalid UTF-8 in text message", 1007))
-                else:
-                    self._events.append(Binary(payload))
-                return
             self._rx_opcode = opcode
             self._rx_size = 0
             self._rx_frames = 1
             self._rx_compressed = bool(rsv & RSV1)
+
+    def _receive_partial(self, pos: int, end: int) -> int:
+        """Consume what has arrived of the current frame's payload; return the new position."""
+        n = min(self._partial_left, end - pos)
+        chunk = self._buf[pos : pos + n]
+        key = self._partial_key
+        if key:
+            offset = self._partial_offset & 3
+            if offset:
+                key = key[offset:] + key[:offset]
+            payload = apply_mask(chunk, key)
+            self._partial_offset += n
+        else:
+            payload = bytes(chunk)
+        self._partial_left -= n
+        frame_done = not self._partial_left
+        self._receive_payload(payload, self._partial_fin if frame_done else 0)
+        return pos + n
+
+    def _receive_data_frame(self, opcode: int, fin: int, rsv: int, payload: bytes) -> None:
+        """A whole data frame whose header passed the checks."""
+        if (
+            opcode != OP_CONT
+            and fin
+            and not rsv
+            and not self.extensions
+            and not self.stream
+        ):
+            # Fast path: a whole message in one plain frame.
+            self.messages_received += 1
+            if opcode == OP_TEXT:
+                try:
+                    self._events.append(Text(payload.decode()))
+                except UnicodeDecodeError:
+                    self._fail_exc(RemoteProtocolError("invalid UTF-8 in text message", 1007))
+            else:
+                self._events.append(Binary(payload))
+            return
+        self._start_data_frame(opcode, rsv)
         if self.extensions:
             max_message = self.limits.max_message_size
             budget = None if max_message is None else max_message - self._rx_size
@@ -529,6 +596,10 @@ class Connection:
                 self._fail_exc(exc)
                 return
             payload = frame.data
+        self._receive_payload(payload, fin)
+
+    def _receive_payload(self, payload: bytes, fin: int) -> None:
+        """Add payload to the message being received; ``fin`` ends the message."""
         size = self._rx_size + len(payload)
         max_message = self.limits.max_message_size
         if max_message is not None and size > max_message:
@@ -540,7 +611,7 @@ class Connection:
             if decoder is None:
                 decoder = self._rx_decoder = _new_utf8_decoder()
             try:
-                # The incremental decoder fails at the first invalid byte, even mid-fragment
+                # The incremental decoder fails at the first invalid byte, even mid-frame
                 # (RFC 6455 8.1: "MUST _Fail the WebSocket Connection_" on invalid UTF-8).
                 text = decoder.decode(payload, bool(fin))
             except UnicodeDecodeError:
@@ -554,7 +625,8 @@ class Connection:
                 if fin:
                     self._events.append(Text("".join(self._rx_text)))
         elif self.stream:
-            self._events.append(Binary(payload, bool(fin)))
+            if payload or fin:
+                self._events.append(Binary(payload, bool(fin)))
         else:
             self._rx_parts.append(payload)
             if fin:
@@ -593,9 +665,6 @@ class Connection:
             if not self.is_client:
                 self._close_now = True
             self._finish("close received", None)
-
-    def _protocol_error(self, reason: str) -> None:
-        self._fail_exc(RemoteProtocolError(reason, 1002))
 
     def _fail_exc(self, exc: RemoteProtocolError) -> None:
         self.fail(exc.code, exc.reason, exc)
