@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 
-from wskit.asyncio import Connection, connect, serve
+from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
 from wskit.core.events import Request, Response
 from wskit.core.headers import Headers
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
@@ -65,7 +65,7 @@ async def demo_handler(ws: Connection) -> None:
         await echo(ws)
 
 
-def demo_process_request(ws: Connection, request: Request) -> Response | None:
+def demo_process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
     """Serve the page at ``/``, 404 for unknown paths, WebSocket upgrades elsewhere."""
     path = request.path
     if path in ("/echo", "/time") and "upgrade" in (request.headers.get("Upgrade") or "").lower():
@@ -85,31 +85,29 @@ def demo_process_request(ws: Connection, request: Request) -> Response | None:
     return ws.respond(404)
 
 
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def run_server(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+            loop.add_signal_handler(sig, _set_once, stop)
     ping_interval = None if args.no_ping else 20.0
-    common = {
-        "compression": None if args.no_compression else "deflate",
-        "max_size": args.max_size,
-        "max_fragments": args.max_fragments,
-        "ping_interval": ping_interval,
-    }
-    if args.echo:
-        server = await serve(echo, args.host, args.port, **common)  # type: ignore[arg-type]
-        what = "echo server"
-    else:
-        server = await serve(
-            demo_handler,  # type: ignore[arg-type]
-            args.host,
-            args.port,
-            process_request=demo_process_request,  # type: ignore[arg-type]
-            **common,  # type: ignore[arg-type]
-        )
-        what = "demo server"
+    server = await serve(
+        echo if args.echo else demo_handler,
+        args.host,
+        args.port,
+        process_request=None if args.echo else demo_process_request,
+        compression=None if args.no_compression else "deflate",
+        max_size=args.max_size,
+        max_fragments=args.max_fragments,
+        ping_interval=ping_interval,
+    )
+    what = "echo server" if args.echo else "demo server"
     print(f"wskit {what} on http://{args.host}:{server.port}/", flush=True)
     async with server:
         await stop
@@ -134,7 +132,9 @@ async def run_client(args: argparse.Namespace) -> int:
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         print(f"Failed to connect to {args.url}: {exc}", file=sys.stderr)
         return 1
-    print(f"Connected to {args.url}." + (f" Subprotocol: {ws.subprotocol}" if ws.subprotocol else ""))
+    print(
+        f"Connected to {args.url}." + (f" Subprotocol: {ws.subprotocol}" if ws.subprotocol else "")
+    )
     loop = asyncio.get_running_loop()
 
     async def printer() -> None:

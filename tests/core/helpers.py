@@ -64,7 +64,9 @@ def open_pair(
     return client, server
 
 
-def exchange(sender: ClientConnection | ServerConnection, receiver: ClientConnection | ServerConnection) -> list[Event]:
+def exchange(
+    sender: ClientConnection | ServerConnection, receiver: ClientConnection | ServerConnection
+) -> list[Event]:
     """Move what ``sender`` queued into ``receiver``; return the receiver's events."""
     receiver.receive_data(drain(sender))
     return receiver.events()

@@ -57,7 +57,7 @@ class WebSocketClientConnection(Connection):
         self._write_pending()
 
 
-class connect:  # noqa: N801 - used as a function: ``async with connect(...)`` / ``await connect(...)``
+class connect:  # used as a function: ``async with connect(...)`` / ``await connect(...)``
     """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
 
     ``async with connect("ws://127.0.0.1:8765/") as ws: await ws.send("hi")``, or

@@ -424,11 +424,15 @@ class Connection(asyncio.BufferedProtocol):
             self._recv_waiter = None
             return
         self._messages.append(message)
-        if self.max_queue is not None and len(self._messages) >= self.max_queue:
-            # Backpressure: stop reading until recv() catches up.
-            if not self._reading_paused and not self.transport.is_closing():
-                self._reading_paused = True
-                self.transport.pause_reading()
+        # Backpressure: with max_queue messages waiting, stop reading until recv() catches up.
+        if (
+            self.max_queue is not None
+            and len(self._messages) >= self.max_queue
+            and not self._reading_paused
+            and not self.transport.is_closing()
+        ):
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
         self._reading_paused = False

@@ -34,7 +34,7 @@ DEFAULT_OPEN_TIMEOUT = 10.0
 
 Handler = Callable[["WebSocketServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
-    ["WebSocketServerConnection", Request], "Response | None | Awaitable[Response | None]"
+    ["WebSocketServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
 SelectSubprotocol = Callable[["WebSocketServerConnection", Sequence[str]], "str | None"]
 Compression = str | None | Sequence[ServerExtensionFactory]
@@ -104,23 +104,23 @@ class WebSocketServerConnection(Connection):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         if response.status != 101:
-            self.logger.info(
-                "%s %s -> %d", request.method, request.target, response.status
-            )
+            self.logger.info("%s %s -> %d", request.method, request.target, response.status)
             return
         self._on_open()
         try:
             await server.handler(self)
         except Exception:
             self.logger.exception("connection handler failed")
-            if self.core.state is State.OPEN:
-                self.core.send_close(1011, "")
-                self._process()
+            self._close_after_handler(1011)
         else:
-            if self.core.state is State.OPEN:
-                self.core.send_close(1000, "")
-                self._process()
+            self._close_after_handler(1000)
         await self.wait_closed()
+
+    def _close_after_handler(self, code: int) -> None:
+        """The handler is done: close with ``code`` unless the connection is closing already."""
+        if self.core.state is State.OPEN:
+            self.core.send_close(code, "")
+            self._process()
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
@@ -133,13 +133,11 @@ class WebSocketServerConnection(Connection):
             if inspect.isawaitable(result):
                 result = await result
             if result is not None:
-                return result  # type: ignore[return-value]
+                return result
         if server.select_subprotocol is not None:
             offered = request.subprotocols
             chosen = server.select_subprotocol(self, offered) if offered else None
-            return self.core.accept(
-                request, subprotocol=chosen, extra_headers=server.extra_headers
-            )
+            return self.core.accept(request, subprotocol=chosen, extra_headers=server.extra_headers)
         return self.core.accept(request, extra_headers=server.extra_headers)
 
     def respond(self, status: int, text: str = "", headers: HeadersLike | None = None) -> Response:
@@ -258,7 +256,7 @@ class Server:
         await self.aclose()
 
 
-class serve:  # noqa: N801 - used as a function: ``async with serve(...)`` / ``await serve(...)``
+class serve:  # used as a function: ``async with serve(...)`` / ``await serve(...)``
     """Start a WebSocket server; ``handler(connection)`` runs once per connection.
 
     ``async with serve(handler, "127.0.0.1", 8765) as server: await server.serve_forever()``.

@@ -466,10 +466,7 @@ class Connection:
                     self._partial_fin = fin
                     pos = self._receive_partial(head, end)
                 break
-            if key:
-                payload = apply_mask(buf[head:stop], key)
-            else:
-                payload = bytes(buf[head:stop])
+            payload = apply_mask(buf[head:stop], key) if key else bytes(buf[head:stop])
             pos = stop
             if opcode < 8:
                 self._receive_data_frame(opcode, fin, rsv, payload)
@@ -567,13 +564,7 @@ class Connection:
 
     def _receive_data_frame(self, opcode: int, fin: int, rsv: int, payload: bytes) -> None:
         """A whole data frame whose header passed the checks."""
-        if (
-            opcode != OP_CONT
-            and fin
-            and not rsv
-            and not self.extensions
-            and not self.stream
-        ):
+        if opcode != OP_CONT and fin and not rsv and not self.extensions and not self.stream:
             # Fast path: a whole message in one plain frame.
             self.messages_received += 1
             if opcode == OP_TEXT:
@@ -756,7 +747,7 @@ class ServerConnection(Connection):
         self,
         request: Request | None = None,
         *,
-        subprotocol: str | None | type[_Default] = _Default,
+        subprotocol: str | type[_Default] | None = _Default,
         extra_headers: HeadersLike | None = None,
     ) -> Response:
         """Validate the upgrade request and build the response: 101, or an HTTP error
@@ -860,7 +851,7 @@ class ClientConnection(Connection):
         extensions: Sequence[ClientExtensionFactory] = (),
         subprotocols: Sequence[str] = (),
         extra_headers: HeadersLike | None = None,
-        user_agent: str | None | type[_Default] = _Default,
+        user_agent: str | type[_Default] | None = _Default,
         origin: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
         stream: bool = False,
@@ -934,4 +925,3 @@ class ClientConnection(Connection):
             # RFC 6455 4.1: the server's subprotocol must be one the client offered.
             raise NegotiationError(f"server chose a subprotocol not offered: {protocols[0]}")
         return protocols[0]
-

@@ -103,7 +103,9 @@ _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
 
 
-def encode_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes = b"") -> bytes:
+def encode_header(
+    opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes = b""
+) -> bytes:
     """The frame header for a payload of ``length`` bytes (RFC 6455 5.2).
 
     The length uses the shortest form: RFC 6455 5.2 "the minimal number of bytes MUST be used
@@ -142,9 +144,9 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
         return b""
     # One big-integer XOR runs in C and is linear in n: the fastest pure-Python masking.
     repeated = mask * ((n >> 2) + 1)
-    return (
-        int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")
-    ).to_bytes(n, "little")
+    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 def encode_frame(

@@ -35,7 +35,7 @@ DEFAULT_MAX_FRAGMENTS = 4096
 DEFAULT_MAX_HEAD_SIZE = 16 * 1024
 #: Header fields in one head: websockets' ``MAX_NUM_HEADERS`` is 128.
 DEFAULT_MAX_HEADERS = 128
-#: One header line: 8 KiB, as websockets' ``MAX_LINE_LENGTH`` and Apache's ``LimitRequestFieldSize``.
+#: One header line: 8 KiB, as websockets' MAX_LINE_LENGTH and Apache's LimitRequestFieldSize.
 DEFAULT_MAX_LINE_SIZE = 8 * 1024
 #: Body of a non-101 response a client reads to report it: websockets reads at most 1 MiB;
 #: a rejection page has no reason to be larger than 64 KiB.
