@@ -17,7 +17,7 @@ from wskit.asyncio.connection import (
     DEFAULT_WRITE_LIMIT,
     Connection,
 )
-from wskit.core.connection import ClientConnection, State
+from wskit.core.connection import ClientConnection
 from wskit.core.extensions.base import ClientExtensionFactory
 from wskit.core.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from wskit.core.headers import HeadersLike
@@ -152,7 +152,9 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         except asyncio.CancelledError:
             protocol.transport.abort()
             raise
-        if protocol.core.state is not State.OPEN:
+        # The server may answer 101 and close at once: the handshake still succeeded, and the
+        # messages and Close frame that came with it are there for recv().
+        if not protocol.opened:
             protocol.transport.abort()
             cause = protocol.core.cause
             if isinstance(cause, InvalidHandshake):

@@ -97,6 +97,8 @@ class Connection(asyncio.BufferedProtocol):
         self.logger = logger or logging.getLogger("wskit")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        #: True once the opening handshake succeeded (it stays True after the close).
+        self.opened = False
         #: The round-trip time of the last answered ping, in seconds.
         self.latency: float | None = None
         self._read_buffer = bytearray(READ_BUFFER_SIZE)
@@ -481,6 +483,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_open(self) -> None:
         """The opening handshake succeeded: start keepalive, wake the opener."""
+        self.opened = True
         if not self._opened_waiter.done():
             self._opened_waiter.set_result(None)
         self._keepalive_mark = self.core.bytes_received

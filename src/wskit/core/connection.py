@@ -131,6 +131,13 @@ MAX_PENDING_PONGS = 16
 #: handed out as a separate buffer so the I/O layer can ``writelines`` without a copy.
 COPY_THRESHOLD = 4096
 
+def deflate_growth(size: int) -> int:
+    """The most deflate can add to ``size`` bytes of input: stored blocks cost 5 bytes per
+    64 KiB, and zlib's ``deflateBound`` allows about 0.03% plus a few bytes; this allows more
+    (1/256 plus 1 KiB) to cover other encoders' block choices."""
+    return (size >> 8) + 1024
+
+
 _OPCODE_NAMES = {OP_CONT: "continuation", OP_TEXT: "text", OP_BINARY: "binary"}
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -521,11 +528,15 @@ class Connection:
             # RFC 6455 5.4: fragments of one message are never interleaved with another.
             return RemoteProtocolError(f"{_OPCODE_NAMES[opcode]} frame inside a fragmented message")
         # Limits are checked from the header, before a byte of payload is buffered.
+        compressed = self._rx_compressed_frame(opcode, rsv)
         if max_frame is not None and length > max_frame:
-            return PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}")
+            # Incompressible data grows a little under deflate: allow for that growth, so a
+            # message that fits max_size still fits when the peer compressed it.
+            if not compressed or length > max_frame + deflate_growth(max_frame):
+                return PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}")
         # An uncompressed frame adds its declared length to the message as is; a compressed
         # one is bounded during decompression.
-        if max_message is not None and not self._rx_compressed_frame(opcode, rsv):
+        if max_message is not None and not compressed:
             so_far = self._rx_size if opcode == OP_CONT else 0
             if so_far + length > max_message:
                 return PayloadTooBig(f"message exceeds {max_message} bytes")

@@ -1,0 +1,450 @@
+"""The asyncio front end over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+
+import pytest
+
+from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
+from wskit.core import ClientConnection, Request, Response, State
+from wskit.core.events import Ping
+from wskit.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
+
+
+async def echo(ws: Connection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: object, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"  # type: ignore[attr-defined]
+
+
+async def raw_exchange(port: int, data: bytes, read_timeout: float = 5.0) -> bytes:
+    """Send raw bytes, return everything the server sends until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    received = await asyncio.wait_for(reader.read(), read_timeout)
+    writer.close()
+    return received
+
+
+UPGRADE = (
+    "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n"
+    "{extra}\r\n"
+)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+async def test_echo_text_binary_and_iteration() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        await ws.send("héllo")
+        assert await ws.recv() == "héllo"
+        await ws.send(b"\x00\xff")
+        assert await ws.recv() == b"\x00\xff"
+        await ws.send(bytearray(b"ba"))
+        assert await ws.recv() == b"ba"
+        big = os.urandom(1 << 20)
+        await ws.send(big)
+        assert await ws.recv() == big
+    assert ws.close_code == 1000 and ws.state is State.CLOSED
+
+
+async def test_fragmented_send_from_iterables() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"a", b"b", b"c"):
+            yield part
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        await ws.send(["frag", "men", "ted"])
+        assert await ws.recv() == "fragmented"
+        await ws.send(chunks())
+        assert await ws.recv() == b"abc"
+        await ws.send([])  # an empty iterable sends nothing
+        await ws.send("after")
+        assert await ws.recv() == "after"
+        with pytest.raises(TypeError):
+            await ws.send(42)  # type: ignore[arg-type]
+
+
+async def test_iteration_ends_quietly_on_normal_close() -> None:
+    async def two_then_close(ws: Connection) -> None:
+        await ws.send("1")
+        await ws.send("2")
+
+    async with serve(two_then_close, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        assert [m async for m in ws] == ["1", "2"]
+        assert ws.close_code == 1000
+
+
+async def test_handler_error_closes_with_1011_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(ws: Connection) -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="wskit"):
+        async with serve(broken, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+    assert info.value.code == 1011
+    assert "connection handler failed" in caplog.text
+
+
+async def test_close_codes_and_reasons_both_ways() -> None:
+    seen: list[tuple[int | None, str | None]] = []
+
+    async def closer(ws: Connection) -> None:
+        message = await ws.recv()
+        if message == "close please":
+            await ws.close(4001, "server says bye")
+        else:
+            with pytest.raises(ConnectionClosedError):
+                await ws.recv()
+            seen.append((ws.close_code, ws.close_reason))
+
+    async with serve(closer, "127.0.0.1", 0) as server:
+        async with connect(url(server)) as ws:
+            await ws.send("close please")
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert (info.value.code, info.value.reason) == (4001, "server says bye")
+        async with connect(url(server)) as ws:
+            await ws.send("wait")
+            await ws.close(4002, "client says bye")
+        await asyncio.sleep(0.05)
+    assert seen == [(4002, "client says bye")]
+
+
+async def test_send_after_close_raises_connection_closed() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        await ws.close()
+        with pytest.raises(ConnectionClosedOK):
+            await ws.send("late")
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()
+        with pytest.raises(ConnectionClosed):
+            await ws.ping()
+
+
+async def test_two_concurrent_recv_raise_concurrency_error() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        first = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        with pytest.raises(ConcurrencyError):
+            await ws.recv()
+        await ws.send("x")
+        assert await first == "x"
+
+
+async def test_ping_returns_round_trip_time() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        waiter = await ws.ping(b"abc")
+        rtt = await waiter
+        assert 0 <= rtt < 5 and ws.latency == rtt
+        with pytest.raises(ConcurrencyError):
+            await ws.ping(b"abc") and await ws.ping(b"abc")
+
+
+async def test_statistics_count_messages_and_bytes() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        for _ in range(3):
+            await ws.send("abcd")
+            await ws.recv()
+        stats = ws.statistics()
+        assert stats.messages_sent == 3 and stats.messages_received == 3
+        assert stats.bytes_received >= 3 * 6 and stats.bytes_sent >= 3 * 10
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+async def test_request_is_exposed_to_the_handler() -> None:
+    seen: list[Request] = []
+
+    async def handler(ws: Connection) -> None:
+        assert ws.request is not None
+        seen.append(ws.request)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        async with connect(url(server, "/room?id=7"), extra_headers={"X-Token": "t"}) as ws:
+            await ws.wait_closed()
+    (request,) = seen
+    assert request.path == "/room" and request.query == {"id": "7"}
+    assert request.headers["X-Token"] == "t"
+    assert request.remote_address[0] == "127.0.0.1"  # type: ignore[index]
+
+
+async def test_process_request_answers_with_http() -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        if request.path == "/healthz":
+            return ws.respond(200, "OK\n")
+        if request.headers.get("Authorization") != "Bearer good":
+            return ws.respond(401, "no token\n", [("WWW-Authenticate", "Bearer")])
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+        health = await raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert health.startswith(b"HTTP/1.1 200 ") and health.endswith(b"OK\n")
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.response.status == 401
+        assert info.value.response.body == b"no token\n"
+        assert info.value.response.headers["WWW-Authenticate"] == "Bearer"
+        async with connect(url(server), extra_headers={"Authorization": "Bearer good"}) as ws:
+            await ws.send("in")
+            assert await ws.recv() == "in"
+
+
+async def test_async_process_request() -> None:
+    async def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        await asyncio.sleep(0)
+        return ws.respond(404)
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.response.status == 404
+
+
+async def test_origins_allow_list() -> None:
+    async with serve(echo, "127.0.0.1", 0, origins=["https://good.example"]) as server:
+        async with connect(url(server), origin="https://good.example") as ws:
+            await ws.send("ok")
+            assert await ws.recv() == "ok"
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), origin="https://evil.example")
+        assert info.value.response.status == 403
+        with pytest.raises(InvalidStatus):
+            await connect(url(server))  # no Origin at all: not in the list
+
+
+async def test_subprotocol_negotiation() -> None:
+    async def report(ws: Connection) -> None:
+        await ws.send(str(ws.subprotocol))
+
+    async with serve(report, "127.0.0.1", 0, subprotocols=["chat.v2", "chat.v1"]) as server:
+        async with connect(url(server), subprotocols=["chat.v1", "chat.v2"]) as ws:
+            assert ws.subprotocol == "chat.v1" and await ws.recv() == "chat.v1"
+        async with connect(url(server), subprotocols=["other"]) as ws:
+            assert ws.subprotocol is None and await ws.recv() == "None"
+
+    def pick_last(ws: WebSocketServerConnection, offered: object) -> str:
+        return list(offered)[-1]  # type: ignore[call-overload,no-any-return]
+
+    async with serve(report, "127.0.0.1", 0, select_subprotocol=pick_last) as server:
+        async with connect(url(server), subprotocols=["a", "b"]) as ws:
+            assert ws.subprotocol == "b"
+
+
+async def test_wrong_version_gets_426() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        answer = await raw_exchange(server.port, UPGRADE.format(version="8", extra="").encode())
+    assert answer.startswith(b"HTTP/1.1 426 ")
+    assert b"Sec-WebSocket-Version: 13\r\n" in answer
+
+
+async def test_oversized_head_gets_431() -> None:
+    junk = "".join(f"X-Junk-{i}: {'y' * 100}\r\n" for i in range(200))
+    async with serve(echo, "127.0.0.1", 0) as server:
+        answer = await raw_exchange(server.port, UPGRADE.format(version="13", extra=junk).encode())
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_not_a_websocket_request_gets_400() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        answer = await raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        answer = await raw_exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 405 ")
+
+
+async def test_silent_client_is_dropped_after_open_timeout() -> None:
+    async with serve(echo, "127.0.0.1", 0, open_timeout=0.2) as server:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        answer = await raw_exchange(server.port, b"GET / HTTP/1.1\r\n")
+        assert answer == b"" and loop.time() - start < 3
+        assert not server.connections
+
+
+async def test_connect_times_out_on_a_silent_server() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        with pytest.raises(TimeoutError):
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.2)
+    finally:
+        listener.close()
+
+
+async def test_connect_to_a_non_websocket_server_fails_clearly() -> None:
+    async def http_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(http_only, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(InvalidStatus) as info:
+            await connect(f"ws://127.0.0.1:{port}/")
+        assert info.value.response.status == 200 and info.value.response.body == b"hi"
+        assert isinstance(info.value, InvalidHandshake)
+
+
+# --------------------------------------------------------------------------- limits
+
+
+async def test_message_over_max_size_closes_with_1009() -> None:
+    closed: list[int | None] = []
+
+    async def handler(ws: Connection) -> None:
+        with pytest.raises(ConnectionClosedError):
+            await ws.recv()
+        closed.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, max_size=1000) as server:
+        async with connect(url(server)) as ws:
+            await ws.send(b"x" * 1001)
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1009
+        await asyncio.sleep(0.05)
+    assert closed == [1006]  # the server failed the connection: it received no Close frame
+
+
+async def test_max_queue_applies_backpressure() -> None:
+    release = asyncio.Event()
+    received: list[bytes] = []
+
+    async def slow(ws: Connection) -> None:
+        await release.wait()
+        received.extend([m async for m in ws])  # type: ignore[misc]
+
+    message = b"x" * 65536
+    async with serve(slow, "127.0.0.1", 0, max_queue=2, compression=None) as server:
+        async with connect(url(server), compression=None) as ws:
+            sent = 0
+
+            async def flood() -> None:
+                nonlocal sent
+                for _ in range(500):
+                    await ws.send(message)
+                    sent += 1
+
+            task = asyncio.ensure_future(flood())
+            await asyncio.sleep(0.5)
+            # The server stopped reading, so TCP buffers filled and send() now waits.
+            assert not task.done() and sent < 500
+            (conn,) = server.connections
+            assert conn.statistics().messages_queued <= 2
+            release.set()
+            await asyncio.wait_for(task, 10)
+            await ws.close()
+        await asyncio.sleep(0.05)
+    assert len(received) == 500
+
+
+async def test_keepalive_fails_a_silent_peer_with_1011() -> None:
+    closed: list[int | None] = []
+
+    async def handler(ws: Connection) -> None:
+        with pytest.raises(ConnectionClosedError):
+            await ws.recv()
+        closed.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=0.1, ping_timeout=0.1) as server:
+        # A client that completes the handshake, then never reads or answers anything.
+        core = ClientConnection(url(server))
+        core.send_request()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"".join(core.data_to_send()))
+        core.receive_data(await reader.readuntil(b"\r\n\r\n"))
+        assert isinstance(core.events()[0], Response)
+        data = await asyncio.wait_for(reader.read(), 5)  # until the server closes TCP
+        core.receive_data(data)
+        events = core.events()
+        assert any(isinstance(e, Ping) for e in events)
+        assert events[-1].code == 1011  # type: ignore[union-attr]
+        writer.close()
+    assert closed == [1006]
+
+
+async def test_keepalive_keeps_an_answering_peer() -> None:
+    async with serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.05) as server:
+        async with connect(url(server), ping_interval=None) as ws:
+            await asyncio.sleep(0.4)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+
+# --------------------------------------------------------------------------- server life
+
+
+async def test_server_close_sends_1001_to_every_client() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        clients = [await connect(url(server)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert len(server.connections) == 3
+        server.close()
+        for ws in clients:
+            with pytest.raises(ConnectionClosedOK) as info:
+                await ws.recv()
+            assert info.value.code == 1001
+        await server.wait_closed()
+        assert not server.connections
+
+
+async def test_serve_forever_returns_when_closed() -> None:
+    server = await serve(echo, "127.0.0.1", 0)
+    task = asyncio.ensure_future(server.serve_forever())
+    await asyncio.sleep(0.05)
+    server.close()
+    await asyncio.wait_for(task, 5)
+    await server.wait_closed()
+
+
+async def test_unix_socket() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ws.sock")
+        async with serve(echo, unix_path=path), connect("ws://localhost/", unix_path=path) as ws:
+            await ws.send("over unix")
+            assert await ws.recv() == "over unix"
+
+
+async def test_tls() -> None:
+    trustme = pytest.importorskip("trustme", reason="trustme is in the [test] extra")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_ctx) as server:
+        async with connect(f"wss://localhost:{server.port}/", ssl=client_ctx) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"
+            await ws.send(b"x" * 300_000)
+            assert await ws.recv() == b"x" * 300_000
+        with pytest.raises(ssl.SSLError):
+            await connect(f"wss://localhost:{server.port}/")  # untrusted certificate
