@@ -185,9 +185,11 @@ async def test_request_is_exposed_to_the_handler() -> None:
         assert ws.request is not None
         seen.append(ws.request)
 
-    async with serve(handler, "127.0.0.1", 0) as server:
-        async with connect(url(server, "/room?id=7"), extra_headers={"X-Token": "t"}) as ws:
-            await ws.wait_closed()
+    async with (
+        serve(handler, "127.0.0.1", 0) as server,
+        connect(url(server, "/room?id=7"), extra_headers={"X-Token": "t"}) as ws,
+    ):
+        await ws.wait_closed()
     (request,) = seen
     assert request.path == "/room" and request.query == {"id": "7"}
     assert request.headers["X-Token"] == "t"
@@ -251,9 +253,11 @@ async def test_subprotocol_negotiation() -> None:
     def pick_last(ws: WebSocketServerConnection, offered: object) -> str:
         return list(offered)[-1]  # type: ignore[call-overload,no-any-return]
 
-    async with serve(report, "127.0.0.1", 0, select_subprotocol=pick_last) as server:
-        async with connect(url(server), subprotocols=["a", "b"]) as ws:
-            assert ws.subprotocol == "b"
+    async with (
+        serve(report, "127.0.0.1", 0, select_subprotocol=pick_last) as server,
+        connect(url(server), subprotocols=["a", "b"]) as ws,
+    ):
+        assert ws.subprotocol == "b"
 
 
 async def test_wrong_version_gets_426() -> None:
@@ -392,11 +396,13 @@ async def test_keepalive_fails_a_silent_peer_with_1011() -> None:
 
 
 async def test_keepalive_keeps_an_answering_peer() -> None:
-    async with serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.05) as server:
-        async with connect(url(server), ping_interval=None) as ws:
-            await asyncio.sleep(0.4)
-            await ws.send("still here")
-            assert await ws.recv() == "still here"
+    async with (
+        serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.05) as server,
+        connect(url(server), ping_interval=None) as ws,
+    ):
+        await asyncio.sleep(0.4)
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
 
 
 # --------------------------------------------------------------------------- server life

@@ -149,7 +149,7 @@ def test_violation_after_a_message_is_held_until_the_message_is_handled() -> Non
     # Autobahn 3.2 / 4.1.3 / 5.15: a valid message, then a bad frame, in one read. The message
     # comes out first and the failure waits for the next receive_data() call, so the
     # application can answer the message before the Close frame goes out.
-    client, server = open_pair()
+    _, server = open_pair()
     data = masked(bytes.fromhex("8102"), b"ok") + masked(bytes.fromhex("a100"), b"")
     assert feed(server, data) == [Text("ok")]
     assert server.input_held and server.state is State.OPEN
@@ -171,9 +171,9 @@ def test_invalid_utf8_fails_inside_an_incomplete_frame() -> None:
     # Autobahn 6.4.3: one 21-byte frame arrives in pieces; the invalid sequence in the second
     # piece fails the connection before the rest of the frame is sent.
     _, server = open_pair()
-    payload = bytes.fromhex("cebae1bdb9cf83cebcceb5" "f4908080" "656469746564")
+    payload = bytes.fromhex("cebae1bdb9cf83cebcceb5f4908080656469746564")
     frame = masked(bytes((0x81, len(payload))), payload)
-    assert feed(server, frame[:6 + 11]) == []
+    assert feed(server, frame[: 6 + 11]) == []
     assert server.state is State.OPEN
     failed_with(feed(server, frame[17:21]), 1007)
 
@@ -279,7 +279,7 @@ def test_ping_flood_is_coalesced() -> None:
 
 
 def test_no_pong_after_close_sent() -> None:
-    client, server = open_pair()
+    _, server = open_pair()
     server.send_close()
     drain(server)
     server.receive_data(masked(bytes.fromhex("8901"), b"x"))

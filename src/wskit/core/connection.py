@@ -131,6 +131,7 @@ MAX_PENDING_PONGS = 16
 #: handed out as a separate buffer so the I/O layer can ``writelines`` without a copy.
 COPY_THRESHOLD = 4096
 
+
 def deflate_growth(size: int) -> int:
     """The most deflate can add to ``size`` bytes of input: stored blocks cost 5 bytes per
     64 KiB, and zlib's ``deflateBound`` allows about 0.03% plus a few bytes; this allows more
@@ -529,11 +530,14 @@ class Connection:
             return RemoteProtocolError(f"{_OPCODE_NAMES[opcode]} frame inside a fragmented message")
         # Limits are checked from the header, before a byte of payload is buffered.
         compressed = self._rx_compressed_frame(opcode, rsv)
-        if max_frame is not None and length > max_frame:
-            # Incompressible data grows a little under deflate: allow for that growth, so a
-            # message that fits max_size still fits when the peer compressed it.
-            if not compressed or length > max_frame + deflate_growth(max_frame):
-                return PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}")
+        # Incompressible data grows a little under deflate: allow for that growth, so a
+        # message that fits max_size still fits when the peer compressed it.
+        if (
+            max_frame is not None
+            and length > max_frame
+            and (not compressed or length > max_frame + deflate_growth(max_frame))
+        ):
+            return PayloadTooBig(f"frame of {length} bytes exceeds {max_frame}")
         # An uncompressed frame adds its declared length to the message as is; a compressed
         # one is bounded during decompression.
         if max_message is not None and not compressed:
