@@ -85,6 +85,32 @@ async def test_fragmented_send_from_iterables() -> None:
             await ws.send(42)  # type: ignore[arg-type]
 
 
+async def test_fragment_size_and_per_message_compression() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        sent, received = ws.statistics().bytes_sent, ws.statistics().bytes_received
+        await ws.send("z" * 10_000)
+        assert await ws.recv() == "z" * 10_000
+        # Compressed both ways.
+        assert ws.statistics().bytes_sent - sent < 200
+        assert ws.statistics().bytes_received - received < 200
+        sent, received = ws.statistics().bytes_sent, ws.statistics().bytes_received
+        await ws.send("z" * 10_000, compress=False)
+        assert await ws.recv() == "z" * 10_000
+        # What we sent went out whole; the server still compressed its echo.
+        assert ws.statistics().bytes_sent - sent > 10_000
+        assert ws.statistics().bytes_received - received < 200
+    async with (
+        serve(echo, "127.0.0.1", 0, compression=None) as server,
+        connect(url(server), compression=None, fragment_size=1000) as ws,
+    ):
+        # 11 frames of at most 1000 bytes, each with a 4-byte header and a 4-byte mask.
+        sent = ws.statistics().bytes_sent
+        await ws.send(b"q" * 10_500)
+        assert await ws.recv() == b"q" * 10_500
+        assert ws.statistics().bytes_sent - sent == 10_500 + 11 * 8
+
+
 async def test_iteration_ends_quietly_on_normal_close() -> None:
     async def two_then_close(ws: Connection) -> None:
         await ws.send("1")

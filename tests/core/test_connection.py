@@ -367,7 +367,7 @@ def test_transition_table_covers_every_state() -> None:
 
 
 def test_outgoing_messages_are_split() -> None:
-    client, server = open_pair(server_kwargs={"max_frame_out": 4})
+    client, server = open_pair(server_kwargs={"fragment_size": 4})
     server.send_binary(b"0123456789")
     frames = drain(server)
     assert frames == (

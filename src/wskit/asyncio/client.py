@@ -67,6 +67,9 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
     ``extra_headers``, ``user_agent`` (``None`` sends none), ``origin`` and ``subprotocols`` go
     into the request; ``compression="deflate"`` offers permessage-deflate (``None``: no
     compression). ``open_timeout`` bounds connect + handshake (raises ``TimeoutError``).
+    ``max_size``/``max_fragments``/``limits`` bound what the server may send, ``max_queue`` the
+    messages buffered before reading pauses, ``fragment_size`` the frames sent;
+    ``ping_interval``/``ping_timeout`` drive keepalive (``None`` disables it).
     Handshake failures raise :class:`~wskit.exceptions.InvalidHandshake`
     (:class:`~wskit.exceptions.InvalidStatus` when the server refused, with its response).
     Other keyword arguments go to ``loop.create_connection``; ``sock`` connects over an
@@ -90,6 +93,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         limits: Limits | None = None,
+        fragment_size: int | None = None,
         max_queue: int | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
         unix_path: str | None = None,
@@ -108,6 +112,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
             "extra_headers": extra_headers,
             "origin": origin,
             "limits": limits,
+            "fragment_size": fragment_size,
             **core_kwargs,
         }
         if self.wsuri.secure and ssl is None:

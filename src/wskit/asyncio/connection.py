@@ -212,24 +212,28 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def send(
+        self, message: Data | Iterable[Data] | AsyncIterable[Data], *, compress: bool = True
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
         An iterable or async iterable of ``str`` (or of bytes) is sent as one fragmented
-        message, a frame per item. Waits only while the write buffer is above its high-water
-        mark. Raises :class:`~wskit.exceptions.ConnectionClosed` once the connection closes.
+        message, a frame per item. ``compress=False`` sends this message uncompressed even
+        when permessage-deflate was negotiated (for data that is already compressed). Waits
+        only while the write buffer is above its high-water mark. Raises
+        :class:`~wskit.exceptions.ConnectionClosed` once the connection closes.
         """
         core = self.core
         try:
             if isinstance(message, str):
-                core.send_text(message)
+                core.send_text(message, compress=compress)
             elif isinstance(message, bytes | bytearray | memoryview):
-                core.send_binary(message)
+                core.send_binary(message, compress=compress)
             elif isinstance(message, AsyncIterable):
-                await self._send_fragments_async(message)
+                await self._send_fragments_async(message, compress)
                 return
             elif isinstance(message, Iterable):
-                await self._send_fragments(message)
+                await self._send_fragments(message, compress)
                 return
             else:
                 raise TypeError(f"cannot send {type(message).__name__}")
@@ -241,25 +245,25 @@ class Connection(asyncio.BufferedProtocol):
         if self._writing_paused:
             await self._drain()
 
-    async def _send_fragments(self, fragments: Iterable[Data]) -> None:
+    async def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         first = True
         for fragment in fragments:
-            first = await self._send_fragment(fragment, first)
+            first = await self._send_fragment(fragment, first, compress)
         await self._end_fragments(first)
 
-    async def _send_fragments_async(self, fragments: AsyncIterable[Data]) -> None:
+    async def _send_fragments_async(self, fragments: AsyncIterable[Data], compress: bool) -> None:
         first = True
         async for fragment in fragments:
-            first = await self._send_fragment(fragment, first)
+            first = await self._send_fragment(fragment, first, compress)
         await self._end_fragments(first)
 
-    async def _send_fragment(self, fragment: Data, first: bool) -> bool:
+    async def _send_fragment(self, fragment: Data, first: bool, compress: bool) -> bool:
         core = self.core
         if first:
             if isinstance(fragment, str):
-                core.send_text(fragment, fin=False)
+                core.send_text(fragment, fin=False, compress=compress)
             elif isinstance(fragment, bytes | bytearray | memoryview):
-                core.send_binary(fragment, fin=False)
+                core.send_binary(fragment, fin=False, compress=compress)
             else:
                 raise TypeError(f"cannot send a fragment of type {type(fragment).__name__}")
         else:
@@ -272,7 +276,7 @@ class Connection(asyncio.BufferedProtocol):
     async def _end_fragments(self, first: bool) -> None:
         if first:
             return  # an empty iterable sends nothing
-        self.core.send_continuation(b"" if self.core._tx_opcode == 2 else "", fin=True)
+        self.core.finish_message()
         self._write_pending()
         if self._writing_paused:
             await self._drain()

@@ -163,6 +163,7 @@ class Server:
         extra_headers: HeadersLike | None,
         extensions: list[ServerExtensionFactory],
         limits: Limits,
+        fragment_size: int | None,
         open_timeout: float | None,
         connection_kwargs: dict[str, Any],
     ) -> None:
@@ -174,6 +175,7 @@ class Server:
         self.extra_headers = extra_headers
         self.extensions = extensions
         self.limits = limits
+        self.fragment_size = fragment_size
         self.open_timeout = open_timeout
         self.connection_kwargs = connection_kwargs
         self.connections: set[WebSocketServerConnection] = set()
@@ -185,6 +187,7 @@ class Server:
             extensions=self.extensions,
             subprotocols=self.subprotocols,
             limits=self.limits,
+            fragment_size=self.fragment_size,
         )
         return WebSocketServerConnection(self, core, **self.connection_kwargs)
 
@@ -269,9 +272,11 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
     HTTP instead (health checks, 401, 404); ``subprotocols`` lists what the server speaks and
     ``select_subprotocol(connection, offered)`` may choose otherwise. ``compression="deflate"``
     negotiates permessage-deflate (``None`` disables it). ``open_timeout`` bounds the opening
-    handshake. ``max_size`` bounds a message (after decompression), ``max_queue`` the
-    messages buffered before reading pauses; ``unix_path`` serves on a Unix socket; other
-    keyword arguments go to ``loop.create_server`` (``ssl``, ``reuse_port``, ...).
+    handshake. ``max_size`` bounds a message (after decompression), ``max_fragments`` its
+    frames, ``limits`` (a :class:`~wskit.core.limits.Limits`) sets every bound at once;
+    ``max_queue`` is the number of messages buffered before reading pauses; ``fragment_size``
+    splits outgoing messages into frames of at most that many bytes; ``unix_path`` serves on a
+    Unix socket; other keyword arguments go to ``loop.create_server`` (``reuse_port``, ...).
     """
 
     def __init__(
@@ -295,6 +300,7 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
         max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         limits: Limits | None = None,
+        fragment_size: int | None = None,
         max_queue: int | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
         logger: logging.Logger | None = None,
@@ -311,6 +317,7 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
             extra_headers=extra_headers,
             extensions=server_extensions(compression),
             limits=limits,
+            fragment_size=fragment_size,
             open_timeout=open_timeout,
             connection_kwargs={
                 "ping_interval": ping_interval,

@@ -151,7 +151,7 @@ class Connection:
 
     ``limits`` bounds what the peer may send. With ``stream=True`` data frames are handed out
     as they arrive (``Text``/``Binary`` with ``final=False`` until the last fragment) instead of
-    assembled messages. ``max_frame_out`` splits outgoing messages into frames of at most that
+    assembled messages. ``fragment_size`` splits outgoing messages into frames of at most that
     many payload bytes (``None``: one frame per ``send_*`` call).
     """
 
@@ -162,13 +162,13 @@ class Connection:
         *,
         limits: Limits = DEFAULT_LIMITS,
         stream: bool = False,
-        max_frame_out: int | None = None,
+        fragment_size: int | None = None,
     ) -> None:
-        if max_frame_out is not None and max_frame_out < 1:
-            raise ValueError("max_frame_out must be positive or None")
+        if fragment_size is not None and fragment_size < 1:
+            raise ValueError("fragment_size must be positive or None")
         self.limits = limits
         self.stream = stream
-        self.max_frame_out = max_frame_out
+        self.fragment_size = fragment_size
         self.state = State.CONNECTING
         #: The subprotocol agreed during the handshake, or None.
         self.subprotocol: str | None = None
@@ -294,6 +294,12 @@ class Connection:
             payload = bytes(data)
         self._send_data(OP_CONT, payload, fin, self._tx_compress)
 
+    def finish_message(self) -> None:
+        """End the fragmented message in progress with an empty final frame."""
+        if not self._tx_opcode:
+            raise LocalProtocolError("no fragmented message in progress")
+        self._send_data(OP_CONT, b"", True, self._tx_compress)
+
     def send_ping(self, payload: bytes = b"") -> None:
         """Queue a Ping frame (at most 125 bytes of payload, RFC 6455 5.5)."""
         self._send_control(OP_PING, payload)
@@ -344,7 +350,7 @@ class Connection:
                 frame = extension.encode(frame)
             payload, rsv = frame.data, frame.rsv
         self._tx_opcode = 0 if fin else (opcode or self._tx_opcode)
-        limit = self.max_frame_out
+        limit = self.fragment_size
         if limit is None or len(payload) <= limit:
             self._queue_frame(opcode, payload, fin, rsv)
             return
@@ -721,9 +727,9 @@ class ServerConnection(Connection):
         select_subprotocol: SubprotocolSelector | None = None,
         limits: Limits = DEFAULT_LIMITS,
         stream: bool = False,
-        max_frame_out: int | None = None,
+        fragment_size: int | None = None,
     ) -> None:
-        super().__init__(limits=limits, stream=stream, max_frame_out=max_frame_out)
+        super().__init__(limits=limits, stream=stream, fragment_size=fragment_size)
         self.extension_factories = list(extensions)
         self.available_subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
@@ -870,9 +876,9 @@ class ClientConnection(Connection):
         origin: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
         stream: bool = False,
-        max_frame_out: int | None = None,
+        fragment_size: int | None = None,
     ) -> None:
-        super().__init__(limits=limits, stream=stream, max_frame_out=max_frame_out)
+        super().__init__(limits=limits, stream=stream, fragment_size=fragment_size)
         self.wsuri = parse_uri(uri) if isinstance(uri, str) else uri
         self.extension_factories = list(extensions)
         self.offered_subprotocols = list(subprotocols)
