@@ -68,7 +68,7 @@ async def demo_handler(ws: Connection) -> None:
 def demo_process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
     """Serve the page at ``/``, 404 for unknown paths, WebSocket upgrades elsewhere."""
     path = request.path
-    if path in ("/echo", "/time") and "upgrade" in (request.headers.get("Upgrade") or "").lower():
+    if path in ("/echo", "/time") and "websocket" in (request.headers.get("Upgrade") or "").lower():
         return None
     if path in ("/", "/index.html"):
         body = demo_page()
