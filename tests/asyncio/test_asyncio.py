@@ -182,6 +182,46 @@ async def test_two_concurrent_recv_raise_concurrency_error() -> None:
         assert await first == "x"
 
 
+async def test_cancelled_recv_loses_no_message() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        task = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        # Hand a message to the waiting recv() and cancel it before it resumes.
+        ws._deliver("kept")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await ws.recv() == "kept"
+
+
+async def test_close_gives_up_on_a_silent_peer_after_close_timeout() -> None:
+    async with serve(echo, "127.0.0.1", 0, close_timeout=0.2) as server:
+        core = ClientConnection(url(server))
+        core.send_request()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"".join(core.data_to_send()))
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.05)
+        # The client never answers the server's Close frame: after close_timeout the server
+        # drops the TCP connection.
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 3)
+        assert (await asyncio.wait_for(reader.read(), 3)).startswith(b"\x88")
+        writer.close()
+
+
+async def test_process_request_error_answers_500(caplog: pytest.LogCaptureFixture) -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        raise RuntimeError("bug in the hook")
+
+    with caplog.at_level(logging.ERROR, logger="wskit"):
+        async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(server))
+    assert info.value.response.status == 500
+    assert "opening handshake failed" in caplog.text
+
+
 async def test_ping_returns_round_trip_time() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
         waiter = await ws.ping(b"abc")

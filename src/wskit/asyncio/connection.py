@@ -196,6 +196,12 @@ class Connection(asyncio.BufferedProtocol):
         self._recv_waiter = waiter
         try:
             return await waiter
+        except asyncio.CancelledError:
+            # Cancelled after a message was handed over but before this task resumed: put it
+            # back, so a timeout around recv() never loses a message.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._messages.appendleft(waiter.result())
+            raise
         finally:
             self._recv_waiter = None
 
