@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
-from wskit.core import ClientConnection, Request, Response, State
+from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.events import Ping
 from wskit.exceptions import (
     ConcurrencyError,
@@ -220,6 +220,40 @@ async def test_process_request_error_answers_500(caplog: pytest.LogCaptureFixtur
                 await connect(url(server))
     assert info.value.response.status == 500
     assert "opening handshake failed" in caplog.text
+
+
+async def test_messages_before_a_bad_frame_are_answered_first() -> None:
+    """A peer sends a message and a bad frame in one write, right behind its 101: the
+    application gets the message and its answer goes out before the 1002 Close frame."""
+    seen: list[bytes] = []
+
+    async def bad_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        core = ServerConnection()
+        core.receive_data(await reader.readuntil(b"\r\n\r\n"))
+        (request,) = core.events()
+        core.send_response(core.accept(request))
+        head = b"".join(core.data_to_send())
+        # "hi" as text, then a frame with the reserved opcode 0x3.
+        writer.write(head + b"\x81\x02hi" + b"\x83\x00")
+        seen.append(await asyncio.wait_for(reader.read(), 5))
+        writer.close()
+
+    server = await asyncio.start_server(bad_server, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+            assert await ws.recv() == "hi"
+            await ws.send("answer")
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.sent_code == 1002
+        await asyncio.sleep(0.05)
+    (data,) = seen
+    # Decode what the client sent after the handshake: the answer, then the Close frame.
+    assert data[0] == 0x81 and data[1] == 0x80 | 6
+    answer = bytes(b ^ data[2 + i % 4] for i, b in enumerate(data[6:12]))
+    assert answer == b"answer"
+    assert data[12] == 0x88
 
 
 async def test_ping_returns_round_trip_time() -> None:

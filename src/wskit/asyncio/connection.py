@@ -185,6 +185,10 @@ class Connection(asyncio.BufferedProtocol):
         messages = self._messages
         if messages:
             message = messages.popleft()
+            if not messages and self.core.input_held:
+                # The application took the last message before a bad frame: fail the
+                # connection once it had a chance to answer (see Connection.input_held).
+                self.loop.call_soon(self._release_held)
             if self._reading_paused and len(messages) <= (self.max_queue or 0) // 2:
                 self._resume_reading()
             return message
@@ -414,9 +418,10 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is Response:
                 self._on_open()
-        if core.input_held:
+        if core.input_held and not self._messages:
             # Messages parsed before a bad frame go to the application first, so that its
-            # answers are written before the Close frame (see Connection.input_held).
+            # answers are written before the Close frame (see Connection.input_held). With
+            # messages still queued, recv() releases the bad frame when it takes the last.
             self.loop.call_soon(self._release_held)
         if core.should_close():
             if not self.transport.is_closing():
