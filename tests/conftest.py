@@ -1,0 +1,47 @@
+"""Session-wide pytest set-up for the whole wskit suite.
+
+Only what every test directory may rely on lives here: the custom markers (the run uses
+``--strict-markers``, so a marker missing here is an error, not a silent no-op) and
+:func:`summary_note`, which puts a line in the report pytest prints at the end of the run, so a
+passing slow test (Autobahn's "510 passed, 0 failed ...") is still visible in a ``-q`` CI log.
+Fixtures that serve one area of the suite stay beside its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+# Markers defined in code rather than in pyproject.toml's [tool.pytest.ini_options]; the
+# "browser" marker lives there.
+MARKERS = {
+    "autobahn": (
+        "runs Autobahn|Testsuite (wstest) against wskit; takes minutes. "
+        "Deselect with -m 'not autobahn'; WSKIT_AUTOBAHN=0 skips it"
+    ),
+}
+
+_NOTES = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers above and the store behind :func:`summary_note`."""
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    config.stash[_NOTES] = []
+
+
+@pytest.fixture
+def summary_note(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """A function that adds one line to the "wskit notes" section of the final report."""
+    return request.config.stash[_NOTES].append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the collected notes; pytest's own result line still comes last."""
+    notes = terminalreporter.config.stash.get(_NOTES, [])
+    if notes:
+        terminalreporter.write_sep("-", "wskit notes")
+        for line in notes:
+            terminalreporter.write_line(line)
