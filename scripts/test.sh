@@ -152,9 +152,10 @@ else
             continue
         fi
         make_venv ".venv-$version" "$python"
-        # Only what the sans-I/O core suite needs (same bounds as the "test" extra).
-        ".venv-$version/bin/python" -m pip install -q -e . \
-            'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
+        # Only what the sans-I/O core suite needs (same bounds as the "test" extra): it checks
+        # its bytes against the sans-I/O layers of websockets and wsproto, in memory.
+        ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
+            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2'
         echo "Python $version:"
         ".venv-$version/bin/python" -m pytest tests/core -q -p no:cacheprovider
     done
