@@ -167,6 +167,28 @@ def test_violation_first_in_a_read_fails_at_once() -> None:
     assert not server.input_held
 
 
+def test_hold_errors_holds_a_violation_in_a_later_read() -> None:
+    # Autobahn 4.1.5: the bad frame arrives in a read of its own, while the application is
+    # still answering the message before it; the I/O layer says so with hold_errors.
+    _, server = open_pair()
+    assert feed(server, masked(bytes.fromhex("8102"), b"ok")) == [Text("ok")]
+    server.hold_errors = True
+    assert feed(server, masked(bytes.fromhex("8602"), b"xx")) == []
+    assert server.input_held
+    server.hold_errors = False
+    server.receive_data(b"")
+    failed_with(server.events(), 1002)
+
+
+def test_held_input_is_bounded() -> None:
+    _, server = open_pair()
+    server.hold_errors = True
+    bad = masked(bytes.fromhex("a100"), b"")
+    assert feed(server, bad) == [] and server.input_held
+    # The peer keeps sending behind the bad frame: past MAX_HELD_BYTES, fail at once.
+    failed_with(feed(server, bytes(connection_module.MAX_HELD_BYTES)), 1002)
+
+
 def test_invalid_utf8_fails_inside_an_incomplete_frame() -> None:
     # Autobahn 6.4.3: one 21-byte frame arrives in pieces; the invalid sequence in the second
     # piece fails the connection before the rest of the frame is sent.

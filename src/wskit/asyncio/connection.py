@@ -185,13 +185,16 @@ class Connection(asyncio.BufferedProtocol):
         messages = self._messages
         if messages:
             message = messages.popleft()
-            if not messages and self.core.input_held:
-                # The application took the last message before a bad frame: fail the
-                # connection once it had a chance to answer (see Connection.input_held).
-                self.loop.call_soon(self._release_held)
             if self._reading_paused and len(messages) <= (self.max_queue or 0) // 2:
                 self._resume_reading()
             return message
+        if self.core.hold_errors:
+            # The application handled every message it was given and asks for more: a bad
+            # frame held back behind them fails the connection now, after its answers.
+            self.core.hold_errors = False
+            if self.core.input_held:
+                self.core.receive_data(b"")
+                self._process()
         if self._closed_event is not None:
             raise self._closed_exception()
         if self._recv_waiter is not None:
@@ -371,6 +374,10 @@ class Connection(asyncio.BufferedProtocol):
         if self.core.state is not State.CLOSED:
             self.core.receive_eof()
             self._process()
+        if not self.transport.is_closing():
+            # Python 3.10's TLS transport wrapper stays open (and warns when collected) unless
+            # closed by its protocol, even after the connection under it is gone.
+            self.transport.close()
         for timer in (self._close_timer, self._keepalive_timer):
             if timer is not None:
                 timer.cancel()
@@ -395,10 +402,10 @@ class Connection(asyncio.BufferedProtocol):
             transport = self.transport
             if transport.is_closing():
                 return
-            if len(data) == 1:
-                transport.write(data[0])
-            else:
-                transport.writelines(data)
+            # Not writelines(): on CPython 3.12 and 3.13 it never calls pause_writing(), so
+            # send() would not wait and the write buffer would grow without bound.
+            for chunk in data:
+                transport.write(chunk)
 
     def _process(self) -> None:
         """Write what the core queued, dispatch its events, honour its close requests."""
@@ -418,23 +425,16 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is Response:
                 self._on_open()
-        if core.input_held and not self._messages:
-            # Messages parsed before a bad frame go to the application first, so that its
-            # answers are written before the Close frame (see Connection.input_held). With
-            # messages still queued, recv() releases the bad frame when it takes the last.
-            self.loop.call_soon(self._release_held)
         if core.should_close():
             if not self.transport.is_closing():
                 self.transport.close()
         elif core.close_expected() and self._close_timer is None and self.close_timeout:
             self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
-    def _release_held(self) -> None:
-        if self.core.input_held:
-            self.core.receive_data(b"")
-            self._process()
-
     def _deliver(self, message: Data) -> None:
+        # Until the application comes back to recv(), a bad frame after this message is held
+        # back, so the application's answer to it goes out before the Close frame.
+        self.core.hold_errors = True
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(message)

@@ -127,6 +127,10 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 #: this many (the oldest dropped first), so a ping flood cannot grow our output without bound.
 MAX_PENDING_PONGS = 16
 
+#: A bad frame is held back (see ``Connection.input_held``) only while the bytes behind it
+#: stay under this bound, so holding never costs unbounded memory.
+MAX_HELD_BYTES = 64 * 1024
+
 #: Payloads up to this size are copied behind their header into one buffer; larger ones are
 #: handed out as a separate buffer so the I/O layer can ``writelines`` without a copy.
 COPY_THRESHOLD = 4096
@@ -197,8 +201,12 @@ class Connection:
         self._partial_key = b""
         self._partial_offset = 0
         self._partial_fin = 0
-        #: True when bytes are held back behind events produced by the last receive_data():
-        #: hand those events to the application, then call ``receive_data(b"")``.
+        #: Set by the I/O layer while the application has messages it has not yet had the
+        #: chance to answer: a violation found in a frame header is then held back.
+        self.hold_errors = False
+        #: True when a bad frame is held back (behind messages from the same receive_data()
+        #: call, or while ``hold_errors`` is set): once the application has handled those
+        #: messages, clear ``hold_errors`` and call ``receive_data(b"")`` to fail.
         self.input_held = False
         # The message being sent.
         self._tx_opcode = 0
@@ -422,7 +430,7 @@ class Connection:
         pos = 0
         if self._partial_left:
             pos = self._receive_partial(0, end)
-        events_before = len(self._events)
+        messages_before = self.messages_received
         self.input_held = False
         limits = self.limits
         max_frame = limits.max_frame_size
@@ -487,10 +495,12 @@ class Connection:
             else:
                 self._receive_control_frame(opcode, payload)
         if error is not None and not self._discard:
-            if len(self._events) > events_before:
-                # Let the I/O layer hand the messages before the bad frame to the application
-                # (and send its answers) first: the frame is parsed again, and fails, on the
-                # next receive_data() call.
+            if (
+                self.hold_errors or self.messages_received > messages_before
+            ) and end - pos <= MAX_HELD_BYTES:
+                # Let the application handle the messages before the bad frame (and send its
+                # answers) first: the frame is parsed again, and fails, on a later
+                # receive_data() call. A peer that keeps sending meanwhile fails at once.
                 self.input_held = True
             else:
                 pos = end
