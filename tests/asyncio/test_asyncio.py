@@ -318,6 +318,77 @@ async def test_process_request_answers_with_http() -> None:
             assert await ws.recv() == "in"
 
 
+async def test_user_agent_can_be_replaced_or_omitted() -> None:
+    agents: list[str | None] = []
+
+    async def handler(ws: WebSocketServerConnection) -> None:
+        agents.append(ws.request.headers.get("User-Agent"))
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        for user_agent in ("custom/1.0", None):
+            async with connect(url(server), user_agent=user_agent) as ws:
+                await ws.wait_closed()
+        async with connect(url(server)) as ws:
+            await ws.wait_closed()
+    assert agents[:2] == ["custom/1.0", None]
+    assert agents[2] is not None and agents[2].startswith("wskit/")
+
+
+async def test_health_check_passes_an_origin_allow_list() -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        return ws.respond(200, "OK\n") if request.path == "/healthz" else None
+
+    async with serve(
+        echo, "127.0.0.1", 0, origins=["https://app.example"], process_request=process_request
+    ) as server:
+        answer = await raw_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.response.status == 403
+
+
+async def test_connections_lists_only_open_websockets() -> None:
+    gate = asyncio.Event()
+
+    async def handler(ws: Connection) -> None:
+        await gate.wait()
+
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        return ws.respond(404) if request.path == "/nope" else None
+
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+        port = server.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # no handshake yet
+        with pytest.raises(InvalidStatus):
+            await connect(url(server, "/nope"))
+        async with connect(url(server)):
+            await asyncio.sleep(0.05)
+            assert len(server.connections) == 1
+            (conn,) = server.connections
+            assert conn.state is State.OPEN
+            gate.set()
+        writer.close()
+    assert server.port == port  # still known after the server closed
+
+
+async def test_handler_ending_on_connection_closed_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def producer(ws: Connection) -> None:
+        while True:  # ends with ConnectionClosedOK once the client leaves
+            await ws.send("tick")
+            await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.DEBUG, logger="wskit"):
+        async with serve(producer, "127.0.0.1", 0) as server:
+            async with connect(url(server)) as ws:
+                assert await ws.recv() == "tick"
+            await asyncio.sleep(0.1)
+    assert "connection handler ended" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_async_process_request() -> None:
     async def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
         await asyncio.sleep(0)

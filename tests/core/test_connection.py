@@ -379,6 +379,15 @@ def test_illegal_calls_raise_local_protocol_error() -> None:
         client.send_close()
 
 
+def test_fail_during_the_handshake_closes_without_a_close_frame() -> None:
+    for conn in (ClientConnection("ws://example.com/"), ServerConnection()):
+        conn.fail(1011, "timeout")
+        (closed,) = conn.events()
+        assert closed.code == 1006 and closed.sent_code is None
+        assert conn.state is State.CLOSED and conn.should_close()
+        assert conn.data_to_send() == []
+
+
 def test_transition_table_covers_every_state() -> None:
     sources = {state for state, _ in TRANSITIONS}
     assert sources == {State.CONNECTING, State.OPEN, State.CLOSING}

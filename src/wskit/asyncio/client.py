@@ -20,6 +20,7 @@ from wskit.asyncio.connection import (
 from wskit.core.connection import ClientConnection
 from wskit.core.extensions.base import ClientExtensionFactory
 from wskit.core.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from wskit.core.handshake import USER_AGENT
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
 from wskit.core.uri import parse_uri
@@ -82,7 +83,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         *,
         ssl: ssl_module.SSLContext | None = None,
         extra_headers: HeadersLike | None = None,
-        user_agent: str | None = None,
+        user_agent: str | None = USER_AGENT,
         origin: str | None = None,
         subprotocols: Sequence[str] = (),
         compression: Compression = "deflate",
@@ -103,9 +104,6 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         self.wsuri = parse_uri(uri)
         if limits is None:
             limits = Limits.for_size(max_size, max_fragments=max_fragments)
-        core_kwargs: dict[str, Any] = {}
-        if user_agent is not None:
-            core_kwargs["user_agent"] = user_agent
         self._core_args: dict[str, Any] = {
             "extensions": client_extensions(compression),
             "subprotocols": subprotocols,
@@ -113,7 +111,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
             "origin": origin,
             "limits": limits,
             "fragment_size": fragment_size,
-            **core_kwargs,
+            "user_agent": user_agent,
         }
         if self.wsuri.secure and ssl is None:
             ssl = ssl_module.create_default_context()

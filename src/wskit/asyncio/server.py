@@ -25,6 +25,7 @@ from wskit.core.extensions.base import ServerExtensionFactory
 from wskit.core.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
+from wskit.exceptions import ConnectionClosed
 
 __all__ = ["DEFAULT_OPEN_TIMEOUT", "Server", "WebSocketServerConnection", "serve"]
 
@@ -65,7 +66,7 @@ class WebSocketServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.server._register(self)
+        self.server._handshaking.add(self)
         if self.server.open_timeout:
             self._handshake_timer = self.loop.call_later(
                 self.server.open_timeout, self._handshake_timeout
@@ -75,7 +76,8 @@ class WebSocketServerConnection(Connection):
         super().connection_lost(exc)
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
-        self.server._unregister(self)
+        self.server._handshaking.discard(self)
+        self.server.connections.discard(self)
 
     def _handshake_timeout(self) -> None:
         self._handshake_timer = None
@@ -103,12 +105,17 @@ class WebSocketServerConnection(Connection):
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
+        server._handshaking.discard(self)
         if response.status != 101:
             self.logger.info("%s %s -> %d", request.method, request.target, response.status)
             return
+        server.connections.add(self)
         self._on_open()
         try:
             await server.handler(self)
+        except ConnectionClosed as exc:
+            # The usual way a handler learns that the client left: not an error.
+            self.logger.debug("connection handler ended: %s", exc)
         except Exception:
             self.logger.exception("connection handler failed")
             self._close_after_handler(1011)
@@ -124,21 +131,28 @@ class WebSocketServerConnection(Connection):
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
-        if server.origins is not None:
-            origin = request.origin
-            if origin not in server.origins:
-                return self.core.reject(403, "Origin not allowed.\n")
+        # process_request first: a health check or a page carries no Origin header.
         if server.process_request is not None:
             result = server.process_request(self, request)
             if inspect.isawaitable(result):
                 result = await result
             if result is not None:
                 return result
+        if server.origins is not None and request.origin not in server.origins:
+            return self.core.reject(403, "Origin not allowed.\n")
         if server.select_subprotocol is not None:
             offered = request.subprotocols
             chosen = server.select_subprotocol(self, offered) if offered else None
             return self.core.accept(request, subprotocol=chosen, extra_headers=server.extra_headers)
         return self.core.accept(request, extra_headers=server.extra_headers)
+
+    @property
+    def request(self) -> Request:
+        """The opening handshake's request: path, query, headers, remote address."""
+        request = self.core.request
+        if request is None:
+            raise RuntimeError("no request received yet")
+        return request
 
     def respond(self, status: int, text: str = "", headers: HeadersLike | None = None) -> Response:
         """Build an HTTP response for ``process_request`` to return (health checks, 401...)."""
@@ -149,7 +163,8 @@ class WebSocketServerConnection(Connection):
 class Server:
     """A running WebSocket server: ``serve_forever()``, ``close()``, ``wait_closed()``.
 
-    ``connections`` holds the open connections (a registry for broadcasting).
+    ``connections`` holds the open connections (a registry for broadcasting); connections
+    still in the opening handshake, or answered with plain HTTP, are not in it.
     """
 
     def __init__(
@@ -178,8 +193,11 @@ class Server:
         self.fragment_size = fragment_size
         self.open_timeout = open_timeout
         self.connection_kwargs = connection_kwargs
+        #: The open connections: handshake done, not yet closed (a registry for broadcasts).
         self.connections: set[WebSocketServerConnection] = set()
+        self._handshaking: set[WebSocketServerConnection] = set()
         self.server: asyncio.Server | None = None
+        self._port = 0
         self._closing = False
 
     def _protocol(self) -> WebSocketServerConnection:
@@ -191,12 +209,6 @@ class Server:
         )
         return WebSocketServerConnection(self, core, **self.connection_kwargs)
 
-    def _register(self, connection: WebSocketServerConnection) -> None:
-        self.connections.add(connection)
-
-    def _unregister(self, connection: WebSocketServerConnection) -> None:
-        self.connections.discard(connection)
-
     @property
     def sockets(self) -> tuple[Any, ...]:
         """The listening sockets."""
@@ -204,8 +216,11 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The TCP port of the first listening socket (handy with ``port=0``)."""
-        return int(self.sockets[0].getsockname()[1])
+        """The TCP port the server listens (or listened) on: handy with ``port=0``.
+
+        0 for a server on a Unix socket.
+        """
+        return self._port
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or :meth:`close` is called."""
@@ -227,18 +242,18 @@ class Server:
         if self.server is not None:
             self.server.close()
         if close_connections:
+            for connection in list(self._handshaking):
+                connection.transport.abort()
             for connection in list(self.connections):
                 if connection.core.state is State.OPEN:
                     connection.core.send_close(1001, "server shutting down")
                     connection._process()
-                elif connection.core.state is State.CONNECTING:
-                    connection.transport.abort()
 
     async def wait_closed(self) -> None:
         """Wait until the listeners are closed and every connection is gone."""
         if self.server is not None:
             await self.server.wait_closed()
-        pending = [c.wait_closed() for c in list(self.connections)]
+        pending = [c.wait_closed() for c in [*self._handshaking, *self.connections]]
         if pending:
             await asyncio.gather(*pending)
 
@@ -345,6 +360,9 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
                 self._server._protocol, self._host, self._port, ssl=self._ssl, **self._kwargs
             )
         self._server.server = server
+        sockname = server.sockets[0].getsockname() if server.sockets else None
+        if isinstance(sockname, tuple):
+            self._server._port = int(sockname[1])
         return self._server
 
     def __await__(self) -> Generator[Any, None, Server]:

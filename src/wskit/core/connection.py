@@ -5,11 +5,16 @@ The I/O contract, written as the loop every front end runs::
     conn.receive_data(data)            # bytes from the socket (receive_eof() at EOF)
     transport.writelines(conn.data_to_send())
     for event in conn.events():        # Request / Response / Text / Binary / Ping / Pong / Closed
-        ...
+        ...                            # a server answers a Request with accept() and
+                                       # send_response(); frames that came right behind the
+                                       # request then become events too: drain events() again
     if conn.should_close():            # close (or finish closing) the TCP connection
         transport.close()
     elif conn.close_expected():        # the peer should close TCP soon: arm a timer
         ...
+    if conn.input_held and <the application answered the messages it was given>:
+        conn.hold_errors = False       # a bad frame waited behind those messages:
+        conn.receive_data(b"")         # fail the connection now
 
 ``receive_data`` and ``receive_eof`` never raise because of what the peer sent: a peer error
 *fails* the connection (RFC 6455 7.1.7): the right Close frame is queued, input is ignored from
@@ -111,6 +116,7 @@ class State(IntEnum):
 TRANSITIONS: dict[tuple[State, str], State] = {
     (State.CONNECTING, "handshake done"): State.OPEN,
     (State.CONNECTING, "handshake failed"): State.CLOSED,
+    (State.CONNECTING, "failed"): State.CLOSED,
     (State.CONNECTING, "eof"): State.CLOSED,
     (State.OPEN, "close sent"): State.CLOSING,
     (State.OPEN, "close received"): State.CLOSED,
