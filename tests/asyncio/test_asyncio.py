@@ -359,7 +359,7 @@ async def test_connections_lists_only_open_websockets() -> None:
 
     async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
         port = server.port
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # no handshake yet
+        _, writer = await asyncio.open_connection("127.0.0.1", port)  # no handshake yet
         with pytest.raises(InvalidStatus):
             await connect(url(server, "/nope"))
         async with connect(url(server)):
