@@ -9,7 +9,7 @@
 #   2. .venv with Python >= 3.10: pip install -e '.[test]'
 #   3. Autobahn|Testsuite (wstest) in .autobahn-venv, via the shared conformance install.sh
 #   4. static checks: ruff check, ruff format --check, mypy (strict, from pyproject.toml)
-#   5. the sans-I/O core suite on the other supported Pythons found through pyenv (.venv-3.X)
+#   5. the core, asyncio, CLI and API suites on the other supported Pythons (pyenv; .venv-3.X)
 #   6. the whole suite, Autobahn and browser tests included: its summary is the last line
 #
 # Environment:
@@ -140,7 +140,7 @@ done
 .venv/bin/mypy
 
 # --- 5. the core on the other supported Pythons ---------------------------------------------
-step "5/6 tests/core on Python ${OTHER_PYTHONS[*]}"
+step "5/6 core and asyncio suites on Python ${OTHER_PYTHONS[*]}"
 if [ "$QUICK" = 1 ]; then
     echo "skipped (WSKIT_QUICK=1)"
 elif [ ! -d tests/core ]; then
@@ -152,12 +152,14 @@ else
             continue
         fi
         make_venv ".venv-$version" "$python"
-        # Only what the sans-I/O core suite needs (same bounds as the "test" extra): it checks
-        # its bytes against the sans-I/O layers of websockets and wsproto, in memory.
+        # What these suites need (same bounds as the "test" extra): the core checks its bytes
+        # against websockets' and wsproto's sans-I/O layers; the asyncio tests use trustme.
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
-            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2'
+            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1'
         echo "Python $version:"
-        ".venv-$version/bin/python" -m pytest tests/core -q -p no:cacheprovider
+        # The core, and the asyncio front end whose transports differ between versions.
+        ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider \
+            tests/core tests/asyncio tests/test_cli.py tests/test_public_api.py
     done
 fi
 
