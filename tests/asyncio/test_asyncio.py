@@ -266,6 +266,20 @@ async def test_ping_returns_round_trip_time() -> None:
             await ws.ping(b"abc") and await ws.ping(b"abc")
 
 
+async def test_connections_share_one_read_buffer() -> None:
+    """An idle connection must not hold a read buffer of its own (256 KiB each)."""
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server)) as a,
+        connect(url(server)) as b,
+    ):
+        await a.send("x")
+        await b.send("y")
+        assert (await a.recv(), await b.recv()) == ("x", "y")
+        (s1, s2) = server.connections
+        assert a._read_view is b._read_view is s1._read_view is s2._read_view
+
+
 async def test_statistics_count_messages_and_bytes() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
         for _ in range(3):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -50,8 +51,23 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_MAX_QUEUE = 16
 #: Transport write buffer high-water mark in bytes (websockets: 32 KiB); low is a quarter.
 DEFAULT_WRITE_LIMIT = 32 * 1024
-#: Size of the reusable read buffer: one recv() of up to 256 KiB without a new allocation.
+#: Size of the read buffer: one recv() of up to 256 KiB without a new allocation.
 READ_BUFFER_SIZE = 256 * 1024
+
+_thread_state = threading.local()
+
+
+def read_buffer() -> memoryview:
+    """The read buffer of this thread's event loop, shared by all its connections.
+
+    The transport fills it and calls ``buffer_updated`` in one callback, and the core copies
+    what it keeps, so one buffer serves every connection: an idle connection holds none.
+    """
+    view: memoryview | None = getattr(_thread_state, "read_buffer", None)
+    if view is None:
+        view = _thread_state.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+    return view
+
 
 _OK_CODES = (1000, 1001, 1005)
 
@@ -101,8 +117,7 @@ class Connection(asyncio.BufferedProtocol):
         self.opened = False
         #: The round-trip time of the last answered ping, in seconds.
         self.latency: float | None = None
-        self._read_buffer = bytearray(READ_BUFFER_SIZE)
-        self._read_view = memoryview(self._read_buffer)
+        self._read_view = read_buffer()
         self._messages: deque[Data] = deque()
         self._recv_waiter: asyncio.Future[Data] | None = None
         self._reading_paused = False
