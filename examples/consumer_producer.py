@@ -15,7 +15,6 @@ import asyncio
 import os
 
 from wskit.asyncio import Data, WebSocketServerConnection, serve
-from wskit.exceptions import ConnectionClosed
 
 HOST = os.environ.get("WSKIT_HOST", "127.0.0.1")
 PORT = int(os.environ.get("WSKIT_PORT", "8765"))
@@ -30,15 +29,12 @@ async def consume(websocket: WebSocketServerConnection, inbox: list[Data]) -> No
 
 
 async def produce(websocket: WebSocketServerConnection, inbox: list[Data]) -> None:
-    """Ends when a send finds the connection closed."""
+    """Ends with ConnectionClosed when a send finds the connection closed."""
     tick = 0
-    try:
-        while True:
-            await asyncio.sleep(PERIOD)
-            tick += 1
-            await websocket.send(f"tick {tick}: {len(inbox)} messages received")
-    except ConnectionClosed:
-        pass
+    while True:
+        await asyncio.sleep(PERIOD)
+        tick += 1
+        await websocket.send(f"tick {tick}: {len(inbox)} messages received")
 
 
 async def handler(websocket: WebSocketServerConnection) -> None:
@@ -55,7 +51,9 @@ async def handler(websocket: WebSocketServerConnection) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
-        task.result()  # an unexpected error reaches the server's log (and the client gets 1011)
+        # Re-raise how the task ended. ConnectionClosed (the client left) ends the handler
+        # quietly; any other error reaches the server's log, and the client gets 1011.
+        task.result()
 
 
 async def main() -> None:

@@ -29,8 +29,9 @@ from wskit.asyncio import ConnectionStatistics, connect, serve
 from wskit.asyncio import client as asyncio_client
 from wskit.asyncio import connection as asyncio_connection
 from wskit.asyncio import server as asyncio_server
-from wskit.core.connection import TRANSITIONS
+from wskit.core.connection import MAX_HELD_BYTES, MAX_PENDING_PONGS, TRANSITIONS
 from wskit.core.extensions import ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory
+from wskit.core.handshake import USER_AGENT
 from wskit.core.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,6 +269,20 @@ def test_every_option_is_documented(function: type, page: str) -> None:
         if parameter.kind is parameter.VAR_KEYWORD or name in ("handler", "uri"):
             continue
         assert f"`{name}`" in text, f"docs/{page} does not mention {function.__name__}({name}=)"
+
+
+def test_user_agent_default_is_documented() -> None:
+    assert inspect.signature(connect).parameters["user_agent"].default == USER_AGENT
+    cells = table_row((DOCS / "client.md").read_text(encoding="utf-8"), "user_agent")
+    assert cells[1].startswith("`wskit.core.handshake.USER_AGENT`")
+    assert "`None` sends none" in cells[2]
+
+
+def test_sansio_md_states_the_cores_bounds() -> None:
+    text = (DOCS / "sansio.md").read_text(encoding="utf-8")
+    assert MAX_HELD_BYTES % 1024 == 0
+    assert f"`MAX_HELD_BYTES` ({MAX_HELD_BYTES // 1024} KiB" in text
+    assert f"`MAX_PENDING_PONGS` ({MAX_PENDING_PONGS}," in text
 
 
 def test_statistics_fields_are_documented() -> None:

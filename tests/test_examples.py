@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import http.client
 import importlib.util
+import logging
 import os
 import shutil
 import socket
@@ -335,6 +336,30 @@ def test_consumer_producer_handler_ends_when_the_client_leaves() -> None:
             await asyncio.wait_for(done.wait(), 5)
 
     run(main())
+
+
+def test_consumer_producer_handler_ends_quietly_when_the_client_drops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client gone without a closing handshake ends the handler with ConnectionClosedError
+    (re-raised by ``task.result()``): the server logs that at DEBUG as the client leaving, not
+    as a failure, which is why the example need not catch it (docs/server.md, Logging)."""
+    example = load_example("consumer_producer")
+    example.PERIOD = 3600.0
+    caplog.set_level(logging.DEBUG, logger="wskit")
+
+    def ended() -> bool:
+        return any(r.getMessage().startswith("connection handler ended") for r in caplog.records)
+
+    async def main() -> None:
+        async with serve(example.handler, "127.0.0.1", 0) as server:
+            ws = await connect(f"ws://127.0.0.1:{server.port}/")
+            await ws.send("one")
+            ws.transport.abort()
+            await eventually(ended, "the handler ends")
+
+    run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 # -- process_request ---------------------------------------------------------------------------
