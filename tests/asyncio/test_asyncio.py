@@ -403,6 +403,20 @@ async def test_handler_ending_on_connection_closed_is_not_an_error(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_connection_closed_from_another_connection_is_a_handler_error() -> None:
+    async with serve(echo, "127.0.0.1", 0) as other_server:
+        other = await connect(url(other_server))
+        await other.close()
+
+        async def handler(ws: Connection) -> None:
+            await other.send("to a closed connection")  # raises ConnectionClosedOK
+
+        async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1011
+
+
 async def test_async_process_request() -> None:
     async def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
         await asyncio.sleep(0)

@@ -114,8 +114,13 @@ class WebSocketServerConnection(Connection):
         try:
             await server.handler(self)
         except ConnectionClosed as exc:
-            # The usual way a handler learns that the client left: not an error.
-            self.logger.debug("connection handler ended: %s", exc)
+            if self.core.state is State.OPEN:
+                # Another connection the handler used closed, not this one: a handler error.
+                self.logger.exception("connection handler failed")
+                self._close_after_handler(1011)
+            else:
+                # The usual way a handler learns that its client left: not an error.
+                self.logger.debug("connection handler ended: %s", exc)
         except Exception:
             self.logger.exception("connection handler failed")
             self._close_after_handler(1011)
