@@ -114,7 +114,7 @@ class WebSocketServerConnection(Connection):
         try:
             await server.handler(self)
         except ConnectionClosed as exc:
-            if self.core.state is State.OPEN:
+            if self.state is State.OPEN:
                 # Another connection the handler used closed, not this one: a handler error.
                 self.logger.exception("connection handler failed")
                 self._close_after_handler(1011)
