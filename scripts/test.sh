@@ -10,7 +10,8 @@
 #   3. Autobahn|Testsuite (wstest) in .autobahn-venv, via the shared conformance install.sh
 #   4. static checks: ruff check, ruff format --check, mypy (strict, from pyproject.toml)
 #   5. the core, asyncio, CLI and API suites on the other supported Pythons (pyenv; .venv-3.X)
-#   6. the whole suite, Autobahn and browser tests included: its summary is the last line
+#   6. the whole suite in pure-Python mode (WSKIT_NO_EXTENSIONS=1, Autobahn aside), then with
+#      the compiled hot path, Autobahn and browser tests included: its summary is the last line
 #
 # Environment:
 #   WSKIT_QUICK=1           skip the Autobahn tests (-m "not autobahn"), their install and step 5
@@ -95,7 +96,8 @@ command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 if [ -z "$PYTHON" ] || { [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; }; then
     packages+=(python3 python3-venv)
 fi
-if [ "$QUICK" != 1 ] && ! command -v gcc >/dev/null 2>&1; then packages+=(gcc); fi
+# gcc builds wskit's compiled hot path (and wsaccel, a faster wstest).
+if ! command -v gcc >/dev/null 2>&1; then packages+=(gcc); fi
 if [ "${#packages[@]}" -eq 0 ]; then
     echo "all present"
 elif [ "$(id -u)" = 0 ]; then
@@ -164,7 +166,14 @@ else
 fi
 
 # --- 6. everything --------------------------------------------------------------------------
-step "6/6 pytest"
+step "6/6 pytest: pure-Python mode (WSKIT_NO_EXTENSIONS=1), then compiled with Autobahn"
+if .venv/bin/python -c 'import wskit.core._speedups' 2>/dev/null; then
+    echo "compiled hot path built: $(.venv/bin/python -c 'import wskit.core as c; print(c.IMPLEMENTATION)')"
+else
+    die "wskit.core._speedups was not built (is gcc installed?); the compiled mode cannot be tested"
+fi
+# Every test but Autobahn in pure-Python mode; Autobahn runs against the compiled build below.
+WSKIT_NO_EXTENSIONS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -m "not autobahn" "$@"
 pytest_args=(-q)
 if [ "$QUICK" = 1 ]; then pytest_args+=(-m "not autobahn"); fi
 exec .venv/bin/python -m pytest "${pytest_args[@]}" "$@"

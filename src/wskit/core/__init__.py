@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wskit.core.connection import ClientConnection, Connection, ServerConnection, State
 from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
-from wskit.core.frames import CloseCode, Frame, Opcode
+from wskit.core.frames import IMPLEMENTATION, CloseCode, Frame, Opcode
 from wskit.core.headers import Headers
 from wskit.core.limits import DEFAULT_LIMITS, Limits
 from wskit.core.uri import WSURI, parse_uri
@@ -37,7 +37,3 @@ __all__ = [
     "Text",
     "parse_uri",
 ]
-
-#: Which implementation of the hot path is active: "python" (the pure-Python source) until a
-#: compiled build exists.
-IMPLEMENTATION = "python"

@@ -6,19 +6,23 @@ from its buffer; this module holds what both directions share.
 
 from __future__ import annotations
 
+import os
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from wskit.exceptions import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "IMPLEMENTATION",
     "MAX_CONTROL_PAYLOAD",
     "CloseCode",
     "Frame",
     "Opcode",
     "apply_mask",
+    "apply_mask_py",
     "encode_frame",
     "encode_header",
     "is_valid_close_code",
@@ -137,8 +141,11 @@ def new_mask() -> bytes:
     return key
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR ``data`` with the repeated 4-byte ``mask`` (RFC 6455 5.3); masking is its own inverse."""
+def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """XOR ``data`` with the repeated 4-byte ``mask`` (RFC 6455 5.3); masking is its own inverse.
+
+    The pure-Python implementation; :func:`apply_mask` is the compiled one when it is built.
+    """
     n = len(data)
     if n == 0:
         return b""
@@ -147,6 +154,19 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
         n, "little"
     )
+
+
+#: Which implementation of the hot path is active: "compiled" (wskit.core._speedups) or
+#: "python". ``WSKIT_NO_EXTENSIONS=1`` in the environment forces "python".
+IMPLEMENTATION = "python"
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask_py
+if not os.environ.get("WSKIT_NO_EXTENSIONS"):
+    try:
+        from wskit.core._speedups import apply_mask
+    except ImportError:  # not built: no compiler at install time, or an unusual platform
+        pass
+    else:
+        IMPLEMENTATION = "compiled"
 
 
 def encode_frame(

@@ -1,0 +1,3 @@
+"""Types of the compiled hot path (src/wskit/core/_speedups.c)."""
+
+def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
