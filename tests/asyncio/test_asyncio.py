@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
+from wskit.asyncio import (
+    BroadcastResult,
+    Connection,
+    WebSocketServerConnection,
+    broadcast,
+    connect,
+    serve,
+)
 from wskit.asyncio.connection import READ_BUFFER_SIZE
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.events import Ping
@@ -278,6 +285,77 @@ async def test_connections_share_one_read_buffer() -> None:
         assert (await a.recv(), await b.recv()) == ("x", "y")
         (s1, s2) = server.connections
         assert a._read_view is b._read_view is s1._read_view is s2._read_view
+
+
+async def test_broadcast_encodes_once_and_skips_slow_and_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wskit.asyncio.connection as asyncio_connection
+
+    encoded: list[object] = []
+    real_encode = asyncio_connection.encode_message
+
+    def counting_encode(message: str | bytes) -> bytes:
+        encoded.append(message)
+        return real_encode(message)
+
+    monkeypatch.setattr(asyncio_connection, "encode_message", counting_encode)
+    hold = asyncio.Event()
+
+    async def wait(ws: Connection) -> None:
+        await hold.wait()
+
+    async with serve(wait, "127.0.0.1", 0, write_limit=64 * 1024) as server:
+        fast = [await connect(url(server)) for _ in range(2)]
+        plain = await connect(url(server), compression=None)
+        slow = await connect(url(server), compression=None, max_queue=1)
+        gone = await connect(url(server))
+        await gone.close()
+        await asyncio.sleep(0.05)
+        result = broadcast(server.connections, "news")
+        assert result == BroadcastResult(sent=4, skipped_closed=0, skipped_slow=0)
+        assert encoded == ["news"]
+        for ws in (*fast, plain, slow):
+            assert await ws.recv() == "news"
+        # The slow client stops reading (max_queue=1): its server-side buffer fills up and
+        # broadcasts skip it, while the readers get every message that was sent to them.
+        received = {id(ws): 0 for ws in (*fast, plain)}
+
+        async def read(ws: Connection) -> None:
+            async for _ in ws:
+                received[id(ws)] += 1
+
+        readers = [asyncio.ensure_future(read(ws)) for ws in (*fast, plain)]
+        big = b"x" * 100_000
+        results = []
+        for _ in range(300):  # bounded: the slow reader fills its buffers within a few MB
+            results.append(broadcast(server.connections, big))
+            await asyncio.sleep(0.001)
+            if results[-1].skipped_slow:
+                break
+        assert results[-1] == BroadcastResult(sent=3, skipped_closed=0, skipped_slow=1)
+        await asyncio.sleep(0.2)
+        # Every reader got every broadcast.
+        assert list(received.values()) == [len(results)] * 3
+        for task in readers:
+            task.cancel()
+        # A closed connection still in the set is counted, not written to.
+        (conn,) = [c for c in server.connections if c.remote_address == plain.local_address]
+        await plain.close()
+        assert broadcast([conn], "late") == BroadcastResult(0, 1, 0)
+        hold.set()
+        for ws in fast:
+            await ws.close()
+        slow.transport.abort()  # it stopped reading on purpose: no closing handshake
+
+
+async def test_broadcast_from_clients_masks_each_frame() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        clients = [await connect(url(server)) for _ in range(3)]
+        assert broadcast(clients, b"up") == BroadcastResult(3, 0, 0)
+        for ws in clients:
+            assert await ws.recv() == b"up"
+            await ws.close()
 
 
 async def test_statistics_count_messages_and_bytes() -> None:

@@ -412,6 +412,27 @@ def test_outgoing_messages_are_split() -> None:
     assert feed(client, frames) == [Binary(b"0123456789")]
 
 
+def test_encode_message_once_for_many_servers() -> None:
+    frame = connection_module.encode_message("Hello")
+    assert frame == bytes.fromhex("810548656c6c6f")
+    assert connection_module.encode_message(b"\x00") == bytes.fromhex("820100")
+    pairs = [open_pair() for _ in range(3)]
+    for client, server in pairs:
+        server.send_encoded(frame)
+        assert exchange(server, client) == [Text("Hello")]
+        assert server.messages_sent == 1
+    client, server = pairs[0]
+    with pytest.raises(LocalProtocolError):
+        client.send_encoded(frame)  # a client masks every frame itself
+    server.send_binary(b"part", fin=False)
+    with pytest.raises(LocalProtocolError):
+        server.send_encoded(frame)  # would interleave with the fragmented message
+    server.finish_message()
+    server.send_close()
+    with pytest.raises(LocalProtocolError):
+        server.send_encoded(frame)
+
+
 def test_large_payload_is_not_copied_behind_its_header() -> None:
     _, server = open_pair()
     payload = b"x" * 100_000

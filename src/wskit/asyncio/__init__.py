@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from wskit.asyncio.client import WebSocketClientConnection, connect
-from wskit.asyncio.connection import Connection, ConnectionStatistics, Data
+from wskit.asyncio.connection import (
+    BroadcastResult,
+    Connection,
+    ConnectionStatistics,
+    Data,
+    broadcast,
+)
 from wskit.asyncio.server import Server, WebSocketServerConnection, serve
 
 __all__ = [
+    "BroadcastResult",
     "Connection",
     "ConnectionStatistics",
     "Data",
     "Server",
     "WebSocketClientConnection",
     "WebSocketServerConnection",
+    "broadcast",
     "connect",
     "serve",
 ]

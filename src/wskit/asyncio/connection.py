@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wskit.core.connection import Connection as CoreConnection
-from wskit.core.connection import State
+from wskit.core.connection import State, encode_message
 from wskit.core.events import Binary, Closed, Ping, Pong, Request, Response, Text
 from wskit.exceptions import (
     ConcurrencyError,
@@ -33,9 +33,11 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_WRITE_LIMIT",
+    "BroadcastResult",
     "Connection",
     "ConnectionStatistics",
     "Data",
+    "broadcast",
 ]
 
 #: A message: ``str`` for text, ``bytes`` for binary.
@@ -70,6 +72,15 @@ def read_buffer() -> memoryview:
 
 
 _OK_CODES = (1000, 1001, 1005)
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastResult:
+    """What :func:`broadcast` did: messages written, connections skipped and why."""
+
+    sent: int
+    skipped_closed: int
+    skipped_slow: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,3 +587,39 @@ class Connection(asyncio.BufferedProtocol):
                 waiter.set_result(None)
             else:
                 waiter.set_exception(self._closed_exception())
+
+
+def broadcast(connections: Iterable[Connection], message: Data) -> BroadcastResult:
+    """Send ``message`` to every open connection now, encoding its frame once.
+
+    Server connections all get the same bytes: one unmasked, uncompressed frame (on a
+    connection with permessage-deflate the message simply goes uncompressed, which RFC 7692
+    allows per message). A client connection masks its own frame. Nothing is awaited: a
+    connection whose write buffer is above its high-water mark (a slow reader), or that is in
+    the middle of sending a fragmented message, is skipped and counted in ``skipped_slow``;
+    one that is not open is counted in ``skipped_closed``.
+    """
+    frame: bytes | None = None
+    sent = closed = slow = 0
+    for connection in connections:
+        core = connection.core
+        if core.state is not State.OPEN:
+            closed += 1
+            continue
+        if connection._writing_paused or core._tx_opcode:
+            slow += 1
+            continue
+        if core.is_client:
+            if isinstance(message, str):
+                core.send_text(message)
+            else:
+                core.send_binary(message)
+        else:
+            if frame is None:
+                frame = encode_message(message)
+            core.send_encoded(frame)
+        connection._write_pending()
+        sent += 1
+    if slow:
+        logging.getLogger("wskit").debug("broadcast skipped %d slow connection(s)", slow)
+    return BroadcastResult(sent, closed, slow)

@@ -100,7 +100,18 @@ __all__ = [
     "Connection",
     "ServerConnection",
     "State",
+    "encode_message",
 ]
+
+
+def encode_message(message: str | bytes) -> bytes:
+    """A whole unmasked, uncompressed frame for ``message``: what a server broadcasts once and
+    hands to many connections with :meth:`Connection.send_encoded`."""
+    if isinstance(message, str):
+        payload, opcode = message.encode(), OP_TEXT
+    else:
+        payload, opcode = bytes(message), OP_BINARY
+    return encode_header(opcode, len(payload)) + payload
 
 
 class State(IntEnum):
@@ -307,6 +318,23 @@ class Connection:
                 raise LocalProtocolError("bytes fragment in a text message")
             payload = bytes(data)
         self._send_data(OP_CONT, payload, fin, self._tx_compress)
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Queue one whole message already encoded by :func:`encode_message` (broadcasts).
+
+        Server side only (a client masks each frame with a fresh key); the frame is sent
+        as is, uncompressed, which permessage-deflate allows per message (RFC 7692 6).
+        """
+        if self.is_client:
+            raise LocalProtocolError("a client must mask every frame itself")
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
+        if self._tx_opcode:
+            # RFC 6455 5.4: "the fragments of one message MUST NOT be interleaved".
+            raise LocalProtocolError("a fragmented message is in progress")
+        self.messages_sent += 1
+        self.bytes_sent += len(frame)
+        self._out.append(frame)
 
     def finish_message(self) -> None:
         """End the fragmented message in progress with an empty final frame."""
