@@ -478,6 +478,18 @@ def test_compressed_messages_both_ways() -> None:
     assert feed(client, wire) == [Text(text)]
 
 
+def test_compression_option_names_the_factories() -> None:
+    from wskit.core.extensions import extension_factories
+
+    (factory,) = extension_factories("deflate", ServerPerMessageDeflateFactory)
+    assert isinstance(factory, ServerPerMessageDeflateFactory)
+    assert extension_factories(None, ServerPerMessageDeflateFactory) == []
+    custom = ClientPerMessageDeflateFactory(client_no_context_takeover=True)
+    assert extension_factories([custom], ClientPerMessageDeflateFactory) == [custom]
+    with pytest.raises(ValueError):
+        extension_factories("brotli", ClientPerMessageDeflateFactory)
+
+
 def test_deflate_bomb_is_refused_without_inflating() -> None:
     client, server = deflate_pair(max_message_size=1 << 20)
     server.send_binary(bytes(50 << 20))  # 50 MiB of zeros: ~50 KiB on the wire

@@ -18,8 +18,11 @@ from wskit.asyncio.connection import (
     Connection,
 )
 from wskit.core.connection import ClientConnection
-from wskit.core.extensions.base import ClientExtensionFactory
-from wskit.core.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from wskit.core.extensions import (
+    ClientExtensionFactory,
+    ClientPerMessageDeflateFactory,
+    extension_factories,
+)
 from wskit.core.handshake import USER_AGENT
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
@@ -31,20 +34,7 @@ __all__ = ["DEFAULT_OPEN_TIMEOUT", "WebSocketClientConnection", "connect"]
 #: Seconds allowed for TCP connect, TLS and the opening handshake together.
 DEFAULT_OPEN_TIMEOUT = 10.0
 
-Compression = str | None | Sequence[ClientExtensionFactory]
-
 logger = logging.getLogger("wskit.client")
-
-
-def client_extensions(compression: Compression) -> list[ClientExtensionFactory]:
-    """The extension factories for ``compression``: "deflate", None, or a list of factories."""
-    if compression is None:
-        return []
-    if compression == "deflate":
-        return [ClientPerMessageDeflateFactory()]
-    if isinstance(compression, str):
-        raise ValueError(f"unsupported compression: {compression!r}")
-    return list(compression)
 
 
 class WebSocketClientConnection(Connection):
@@ -86,7 +76,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         user_agent: str | None = USER_AGENT,
         origin: str | None = None,
         subprotocols: Sequence[str] = (),
-        compression: Compression = "deflate",
+        compression: str | Sequence[ClientExtensionFactory] | None = "deflate",
         open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
@@ -105,7 +95,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         if limits is None:
             limits = Limits.for_size(max_size, max_fragments=max_fragments)
         self._core_args: dict[str, Any] = {
-            "extensions": client_extensions(compression),
+            "extensions": extension_factories(compression, ClientPerMessageDeflateFactory),
             "subprotocols": subprotocols,
             "extra_headers": extra_headers,
             "origin": origin,

@@ -21,8 +21,11 @@ from wskit.asyncio.connection import (
 )
 from wskit.core.connection import ServerConnection, State
 from wskit.core.events import Request, Response
-from wskit.core.extensions.base import ServerExtensionFactory
-from wskit.core.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from wskit.core.extensions import (
+    ServerExtensionFactory,
+    ServerPerMessageDeflateFactory,
+    extension_factories,
+)
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
 from wskit.exceptions import ConnectionClosed
@@ -38,20 +41,8 @@ ProcessRequest = Callable[
     ["WebSocketServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
 SelectSubprotocol = Callable[["WebSocketServerConnection", Sequence[str]], "str | None"]
-Compression = str | None | Sequence[ServerExtensionFactory]
 
 logger = logging.getLogger("wskit.server")
-
-
-def server_extensions(compression: Compression) -> list[ServerExtensionFactory]:
-    """The extension factories for ``compression``: "deflate", None, or a list of factories."""
-    if compression is None:
-        return []
-    if compression == "deflate":
-        return [ServerPerMessageDeflateFactory()]
-    if isinstance(compression, str):
-        raise ValueError(f"unsupported compression: {compression!r}")
-    return list(compression)
 
 
 class WebSocketServerConnection(Connection):
@@ -311,7 +302,7 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
         subprotocols: Sequence[str] | None = None,
         origins: Sequence[str | None] | None = None,
         extra_headers: HeadersLike | None = None,
-        compression: Compression = "deflate",
+        compression: str | Sequence[ServerExtensionFactory] | None = "deflate",
         ssl: ssl_module.SSLContext | None = None,
         open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
@@ -335,7 +326,7 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
             subprotocols=subprotocols,
             origins=origins,
             extra_headers=extra_headers,
-            extensions=server_extensions(compression),
+            extensions=extension_factories(compression, ServerPerMessageDeflateFactory),
             limits=limits,
             fragment_size=fragment_size,
             open_timeout=open_timeout,

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
 from wskit.core.extensions.base import (
     ClientExtensionFactory,
     Extension,
@@ -23,6 +26,7 @@ from wskit.core.extensions.permessage_deflate import (
 __all__ = [
     "ClientExtensionFactory",
     "ClientPerMessageDeflateFactory",
+    "Compression",
     "Extension",
     "ExtensionParameter",
     "PerMessageDeflate",
@@ -30,4 +34,25 @@ __all__ = [
     "ServerPerMessageDeflateFactory",
     "enable_client_permessage_deflate",
     "enable_server_permessage_deflate",
+    "extension_factories",
 ]
+
+_Factory = TypeVar("_Factory", ClientExtensionFactory, ServerExtensionFactory)
+
+#: What a front end's ``compression=`` option takes: "deflate" (permessage-deflate with its
+#: defaults), ``None`` (no extension), or a list of extension factories.
+Compression = str | None | Sequence[ClientExtensionFactory] | Sequence[ServerExtensionFactory]
+
+
+def extension_factories(
+    compression: str | Sequence[_Factory] | None, deflate: Callable[[], _Factory]
+) -> list[_Factory]:
+    """The factories a ``compression=`` option stands for; ``deflate`` makes the default one
+    (``ClientPerMessageDeflateFactory`` or ``ServerPerMessageDeflateFactory``)."""
+    if compression is None:
+        return []
+    if compression == "deflate":
+        return [deflate()]
+    if isinstance(compression, str):
+        raise ValueError(f"unsupported compression: {compression!r}")
+    return list(compression)
