@@ -149,7 +149,7 @@ MAX_PENDING_PONGS = 16
 MAX_HELD_BYTES = 64 * 1024
 
 #: Payloads up to this size are copied behind their header into one buffer; larger ones are
-#: handed out as a separate buffer so the I/O layer can ``writelines`` without a copy.
+#: handed out as a separate buffer, so the I/O layer writes them without a copy.
 COPY_THRESHOLD = 4096
 
 
