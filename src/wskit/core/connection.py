@@ -244,12 +244,19 @@ class Connection:
         self.bytes_received += len(data)
         if self._discard:
             return
-        self._buf += data
+        buf = self._buf
+        if not buf and self.state is not State.CONNECTING:
+            # Nothing buffered: parse straight from ``data``, keep only an incomplete tail.
+            pos = self._receive_frames(data)
+            if pos < len(data) and not self._discard:
+                buf += data[pos:]
+            return
+        buf += data
         if self.state is State.CONNECTING:
             self._receive_handshake()
             if self.state is State.CONNECTING or self._discard:
                 return
-        self._receive_frames()
+        self._receive_buffered()
 
     def receive_eof(self) -> None:
         """The peer closed its side of TCP (or the connection was lost)."""
@@ -452,18 +459,26 @@ class Connection:
     def _receive_handshake(self) -> None:
         raise NotImplementedError
 
-    def _receive_frames(self) -> None:
-        """Parse every frame in the buffer (RFC 6455 5.2).
+    def _receive_buffered(self) -> None:
+        """Parse the frames in the connection's own buffer and drop what was consumed."""
+        buf = self._buf
+        pos = self._receive_frames(buf)
+        if self._discard:
+            buf.clear()
+        elif pos:
+            del buf[:pos]
+
+    def _receive_frames(self, buf: bytes | bytearray | memoryview) -> int:
+        """Parse every frame in ``buf`` (RFC 6455 5.2); return how many bytes were consumed.
 
         Uncompressed data frames are consumed as their payload arrives, so UTF-8 is checked
-        and memory is released piece by piece. A violation found in a frame's header after
-        events were already produced by this call is held back (see :attr:`input_held`).
+        and memory is released piece by piece. A violation found in a frame's header may be
+        held back (see :attr:`input_held`): its bytes are then left unconsumed.
         """
-        buf = self._buf
         end = len(buf)
         pos = 0
         if self._partial_left:
-            pos = self._receive_partial(0, end)
+            pos = self._receive_partial(buf, 0, end)
         messages_before = self.messages_received
         self.input_held = False
         limits = self.limits
@@ -520,7 +535,7 @@ class Connection:
                     self._partial_key = key
                     self._partial_offset = 0
                     self._partial_fin = fin
-                    pos = self._receive_partial(head, end)
+                    pos = self._receive_partial(buf, head, end)
                 break
             payload = apply_mask(buf[head:stop], key) if key else bytes(buf[head:stop])
             pos = stop
@@ -539,10 +554,7 @@ class Connection:
             else:
                 pos = end
                 self._fail_exc(error)
-        if self._discard:
-            buf.clear()
-        elif pos:
-            del buf[:pos]
+        return pos
 
     def _check_control_header(
         self, opcode: int, fin: int, rsv: int, length: int
@@ -609,10 +621,10 @@ class Connection:
             self._rx_frames = 1
             self._rx_compressed = bool(rsv & RSV1)
 
-    def _receive_partial(self, pos: int, end: int) -> int:
+    def _receive_partial(self, buf: bytes | bytearray | memoryview, pos: int, end: int) -> int:
         """Consume what has arrived of the current frame's payload; return the new position."""
         n = min(self._partial_left, end - pos)
-        chunk = self._buf[pos : pos + n]
+        chunk = buf[pos : pos + n]
         key = self._partial_key
         if key:
             offset = self._partial_offset & 3
@@ -891,7 +903,7 @@ class ServerConnection(Connection):
             self.subprotocol = accepted[2]
             self._transition("handshake done")
             if self._buf:  # frames that arrived right behind the request
-                self._receive_frames()
+                self._receive_buffered()
             return
         if response.status == 101:
             raise LocalProtocolError("send the 101 response that accept() returned")
