@@ -18,7 +18,7 @@ from typing import Any
 
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
-from wskit.core.events import Binary, Closed, Ping, Pong, Request, Response, Text
+from wskit.core.events import Binary, Closed, Pong, Request, Response, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -434,15 +434,14 @@ class Connection(asyncio.BufferedProtocol):
                 transport.write(chunk)
 
     def _process(self) -> None:
-        """Write what the core queued, dispatch its events, honour its close requests."""
+        """Write what the core queued (pongs included), dispatch its events, honour its close
+        requests."""
         core = self.core
         self._write_pending()
         for event in core.events():
             kind = type(event)
             if kind is Text or kind is Binary:
                 self._deliver(event.data)  # type: ignore[union-attr]
-            elif kind is Ping:
-                self._write_pending()
             elif kind is Pong:
                 self._receive_pong(event.payload)  # type: ignore[union-attr]
             elif kind is Closed:
