@@ -160,6 +160,19 @@ def test_violation_after_a_message_is_held_until_the_message_is_handled() -> Non
     assert not server.input_held
 
 
+def test_violation_after_a_message_that_ends_a_partial_frame_is_held() -> None:
+    # Autobahn 4.1.5 sends byte by byte: one read may finish a message whose frame began in an
+    # earlier read and also carry the whole header of a bad frame.
+    _, server = open_pair()
+    text = masked(bytes.fromhex("8102"), b"ok")
+    bad = masked(bytes.fromhex("8702"), b"xx")
+    assert feed(server, text[:-1]) == []
+    assert feed(server, text[-1:] + bad) == [Text("ok")]
+    assert server.input_held and server.state is State.OPEN
+    server.receive_data(b"")
+    failed_with(server.events(), 1002)
+
+
 def test_violation_first_in_a_read_fails_at_once() -> None:
     _, server = open_pair()
     data = masked(bytes.fromhex("a100"), b"") + masked(bytes.fromhex("8102"), b"ok")

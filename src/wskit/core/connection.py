@@ -477,10 +477,12 @@ class Connection:
         """
         end = len(buf)
         pos = 0
-        if self._partial_left:
-            pos = self._receive_partial(buf, 0, end)
+        # Counted before the rest of a partial frame is consumed: a message it completes is
+        # one of this call's.
         messages_before = self.messages_received
         self.input_held = False
+        if self._partial_left:
+            pos = self._receive_partial(buf, 0, end)
         limits = self.limits
         max_frame = limits.max_frame_size
         max_message = limits.max_message_size
