@@ -4,7 +4,8 @@ Only what every test directory may rely on lives here: the custom markers (the r
 ``--strict-markers``, so a marker missing here is an error, not a silent no-op) and
 :func:`summary_note`, which puts a line in the report pytest prints at the end of the run, so a
 passing slow test (Autobahn's "510 passed, 0 failed ...") is still visible in a ``-q`` CI log.
-Fixtures that serve one area of the suite stay beside its tests.
+The ``chromium`` fixture (tests/browser.py) serves the browser tests of every directory; other
+fixtures that serve one area of the suite stay beside its tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
+from tests.browser import chromium
+
+__all__ = ["chromium", "summary_note"]
 
 # Markers defined in code rather than in pyproject.toml's [tool.pytest.ini_options]; the
 # "browser" marker lives there.

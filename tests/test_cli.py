@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,6 +91,30 @@ def test_demo_echo_and_time(demo: int) -> None:
             assert 0.5 <= gap <= 2
 
     asyncio.run(asyncio.wait_for(main(), 15))
+
+
+@pytest.mark.browser
+def test_demo_page_in_a_browser(demo: int, chromium: Callable[[], Any]) -> None:
+    """The main job as a person uses it: the clock ticks, a typed message comes back."""
+    from selenium.webdriver.common.by import By
+
+    driver = chromium()
+    driver.get(f"http://127.0.0.1:{demo}/")
+    clock = driver.find_element(By.ID, "clock")
+    log = driver.find_element(By.ID, "log")
+    deadline = time.monotonic() + 15
+    while "connected" not in log.text or "T" not in clock.text:
+        assert time.monotonic() < deadline, (clock.text, log.text)
+        time.sleep(0.1)
+    first_tick = clock.text
+    field = driver.find_element(By.ID, "message")
+    field.send_keys("hello from the browser")
+    driver.find_element(By.CSS_SELECTOR, "#form button").click()
+    while "< hello from the browser" not in log.text or clock.text == first_tick:
+        assert time.monotonic() < deadline, (clock.text, log.text)
+        time.sleep(0.1)
+    assert "> hello from the browser" in log.text
+    assert datetime.datetime.fromisoformat(clock.text) > datetime.datetime.fromisoformat(first_tick)
 
 
 def test_echo_server_options() -> None:

@@ -17,12 +17,11 @@ import http.client
 import importlib.util
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -230,36 +229,18 @@ def test_time_server_pushes_the_time_every_second() -> None:
     assert_quiet(server)  # the client left: the producer loop ends without an error
 
 
-def chromium_driver() -> Any:
-    """A headless Chromium driven by selenium (Debian's chromium + chromium-driver)."""
-    from selenium import webdriver  # the [test] extra: missing means failing, not skipping
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if chromium is None or chromedriver is None:
-        pytest.fail("browser tests need chromium and chromedriver: apt-get install chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=webdriver.ChromeService(chromedriver))
-
-
 @pytest.mark.browser
-def test_time_html_lists_the_pushed_times_in_a_browser() -> None:
+def test_time_html_lists_the_pushed_times_in_a_browser(chromium: Callable[[], Any]) -> None:
     with running("time_server.py") as server:
-        driver = chromium_driver()
-        try:
-            page = (EXAMPLES / "time.html").as_uri() + f"?ws={server.uri}"
-            driver.get(page)
-            deadline = time.monotonic() + TIMEOUT
-            script = "return [...document.querySelectorAll('#messages li')].map(e => e.textContent)"
-            while len(items := driver.execute_script(script)) < 2:
-                assert time.monotonic() < deadline, "the page did not list two messages"
-                time.sleep(0.1)
-            status = driver.execute_script("return document.getElementById('status').textContent")
-        finally:
-            driver.quit()
+        driver = chromium()  # the fixture quits it
+        page = (EXAMPLES / "time.html").as_uri() + f"?ws={server.uri}"
+        driver.get(page)
+        deadline = time.monotonic() + TIMEOUT
+        script = "return [...document.querySelectorAll('#messages li')].map(e => e.textContent)"
+        while len(items := driver.execute_script(script)) < 2:
+            assert time.monotonic() < deadline, "the page did not list two messages"
+            time.sleep(0.1)
+        status = driver.execute_script("return document.getElementById('status').textContent")
     assert status == f"connected to {server.uri}"
     for item in items:
         assert datetime.datetime.fromisoformat(item).tzinfo is not None
