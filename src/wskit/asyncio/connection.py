@@ -129,7 +129,9 @@ class Connection(asyncio.BufferedProtocol):
         #: The round-trip time of the last answered ping, in seconds.
         self.latency: float | None = None
         self._read_view = read_buffer()
-        self._messages: deque[Data] = deque()
+        # Messages received while nobody waits in recv(); created on first use, since a deque
+        # costs several hundred bytes and most connections hand messages straight over.
+        self._messages: deque[Data] | None = None
         self._recv_waiter: asyncio.Future[Data] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -194,7 +196,7 @@ class Connection(asyncio.BufferedProtocol):
             messages_received=core.messages_received,
             bytes_sent=core.bytes_sent,
             bytes_received=core.bytes_received,
-            messages_queued=len(self._messages),
+            messages_queued=len(self._messages or ()),
             write_buffer_size=transport.get_write_buffer_size() if transport else 0,
             latency=self.latency,
         )
@@ -233,7 +235,7 @@ class Connection(asyncio.BufferedProtocol):
             # Cancelled after a message was handed over but before this task resumed: put it
             # back, so a timeout around recv() never loses a message.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._messages.appendleft(waiter.result())
+                self._queue().appendleft(waiter.result())
             raise
         finally:
             self._recv_waiter = None
@@ -465,16 +467,23 @@ class Connection(asyncio.BufferedProtocol):
             waiter.set_result(message)
             self._recv_waiter = None
             return
-        self._messages.append(message)
+        messages = self._queue()
+        messages.append(message)
         # Backpressure: with max_queue messages waiting, stop reading until recv() catches up.
         if (
             self.max_queue is not None
-            and len(self._messages) >= self.max_queue
+            and len(messages) >= self.max_queue
             and not self._reading_paused
             and not self.transport.is_closing()
         ):
             self._reading_paused = True
             self.transport.pause_reading()
+
+    def _queue(self) -> deque[Data]:
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = deque()
+        return messages
 
     def _resume_reading(self) -> None:
         self._reading_paused = False

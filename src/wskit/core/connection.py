@@ -178,6 +178,46 @@ class Connection:
 
     is_client: bool = False
 
+    # Slots: an idle connection costs memory per attribute, not a dict's worth (issue #3).
+    __slots__ = (
+        "_buf",
+        "_close_now",
+        "_discard",
+        "_events",
+        "_mask",
+        "_out",
+        "_partial_fin",
+        "_partial_key",
+        "_partial_left",
+        "_partial_offset",
+        "_pongs",
+        "_rsv_allowed",
+        "_rx_compressed",
+        "_rx_decoder",
+        "_rx_frames",
+        "_rx_opcode",
+        "_rx_parts",
+        "_rx_size",
+        "_rx_text",
+        "_tx_compress",
+        "_tx_opcode",
+        "bytes_received",
+        "bytes_sent",
+        "cause",
+        "close_rcvd",
+        "close_sent",
+        "extensions",
+        "fragment_size",
+        "hold_errors",
+        "input_held",
+        "limits",
+        "messages_received",
+        "messages_sent",
+        "state",
+        "stream",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -777,6 +817,15 @@ class ServerConnection(Connection):
 
     is_client = False
 
+    __slots__ = (
+        "_accepted",
+        "available_subprotocols",
+        "extension_factories",
+        "request",
+        "response",
+        "select_subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -922,6 +971,16 @@ class ClientConnection(Connection):
     """
 
     is_client = True
+
+    __slots__ = (
+        "_key",
+        "_request_sent",
+        "extension_factories",
+        "offered_subprotocols",
+        "request",
+        "response",
+        "wsuri",
+    )
 
     def __init__(
         self,
