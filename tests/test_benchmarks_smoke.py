@@ -78,3 +78,28 @@ def test_unknown_library_is_refused() -> None:
     )
     assert result.returncode == 2
     assert "nosuchlib" in result.stderr
+
+
+def test_idle_memory_benchmark_prints_a_row_per_library() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "idle_memory.py"),
+            "--connections",
+            "20",
+            "--libs",
+            "wskit,websockets,picows",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for lib in ("wskit", "websockets"):
+        assert re.search(r"KiB \(\d+\.\d\dx\).*KiB \(\d+\.\d\dx\)", rows[lib]), result.stdout
+    assert rows["picows"].rstrip().endswith("n/a")  # picows has no compression
