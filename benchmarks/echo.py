@@ -62,7 +62,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -376,7 +376,10 @@ async def start_picows_server(port: int) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-SERVERS: dict[str, Callable[[int], Awaitable[Callable[[], Awaitable[None]]]]] = {
+#: Starts a server on a port; returns the coroutine function that stops it.
+ServerStarter = Callable[[int], Awaitable[Callable[[], Awaitable[None]]]]
+
+SERVERS: dict[str, ServerStarter] = {
     "wskit": start_wskit_server,
     "websockets": start_websockets_server,
     "aiohttp": start_aiohttp_server,
@@ -384,9 +387,15 @@ SERVERS: dict[str, Callable[[int], Awaitable[Callable[[], Awaitable[None]]]]] = 
 }
 
 
-async def serve_until_orphaned(lib: str, port: int) -> None:
-    """Serve until the parent process is gone or :data:`SERVER_LIFETIME` has passed."""
-    stop = await SERVERS[lib](port)
+async def serve_until_orphaned(
+    lib: str, port: int, servers: Mapping[str, ServerStarter] | None = None
+) -> None:
+    """Serve until the parent process is gone or :data:`SERVER_LIFETIME` has passed.
+
+    ``servers`` maps a library to the function starting its server (default: the echo servers
+    above); other benchmarks pass their own and reuse this loop.
+    """
+    stop = await (SERVERS if servers is None else servers)[lib](port)
     parent = os.getppid()
     end = time.monotonic() + SERVER_LIFETIME
     try:
@@ -396,18 +405,24 @@ async def serve_until_orphaned(lib: str, port: int) -> None:
         await asyncio.wait_for(stop(), CLOSE_TIMEOUT)
 
 
-def serve_main(lib: str, port: int, use_uvloop: bool) -> int:
-    run(serve_until_orphaned(lib, port), use_uvloop)
+def serve_main(
+    lib: str, port: int, use_uvloop: bool, servers: Mapping[str, ServerStarter] | None = None
+) -> int:
+    run(serve_until_orphaned(lib, port, servers), use_uvloop)
     return 0
 
 
 class ServerProcess:
-    """One library's echo server in a subprocess of its own."""
+    """One library's echo server in a subprocess of its own.
 
-    def __init__(self, lib: str, use_uvloop: bool) -> None:
+    ``script`` is the benchmark whose ``--serve LIB --port N [--uvloop]`` mode runs the server:
+    this file by default; other benchmarks pass their own path to start their own servers.
+    """
+
+    def __init__(self, lib: str, use_uvloop: bool, script: Path | None = None) -> None:
         self.lib = lib
         self.port = free_port()
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve", lib]
+        command = [sys.executable, str(script or Path(__file__).resolve()), "--serve", lib]
         command += ["--port", str(self.port)]
         if use_uvloop:
             command.append("--uvloop")
@@ -922,6 +937,16 @@ def version_of(lib: str) -> str:
         return importlib.metadata.version(lib)  # distribution name = import name
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def wskit_implementation() -> str:
+    """``compiled`` or ``pure``: which core wskit runs here (servers inherit the environment,
+    hence ``WSKIT_NO_EXTENSIONS``)."""
+    try:
+        from wskit.core import IMPLEMENTATION
+    except ImportError:
+        return "not installed"
+    return str(IMPLEMENTATION)
 
 
 def git_commit() -> str | None:

@@ -103,3 +103,55 @@ def test_idle_memory_benchmark_prints_a_row_per_library() -> None:
     for lib in ("wskit", "websockets"):
         assert re.search(r"KiB \(\d+\.\d\dx\).*KiB \(\d+\.\d\dx\)", rows[lib]), result.stdout
     assert rows["picows"].rstrip().endswith("n/a")  # picows has no compression
+
+
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_compression_benchmark_prints_a_row_per_library() -> None:
+    # wskit, websockets and aiohttp are all in the "test" extra.
+    libs = ("wskit", "websockets", "aiohttp")
+    result = run_benchmark("compression.py", "--quick", "--libs", ",".join(libs))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for lib in libs:
+        # The preflight checked and printed what each library negotiated.
+        assert re.search(rf"^  {lib} +permessage-deflate", out, re.MULTILINE), out
+        # Rates, then server CPU, client CPU and the two wire ratios: two sizes each.
+        assert re.search(rf"^{lib} +[\d,]+/s \(\d\.\d\dx\) +[\d,]+/s \(\d\.\d\dx\)$", out, re.M)
+        ratios = re.findall(rf"^{lib} +(0\.\d{{3}}) \(\d\.\d\dx\) +(0\.\d{{3}}) \(", out, re.M)
+        assert len(ratios) == 2, out  # server -> client, client -> server
+        # JSON text compresses: every direction well under 1 byte on the wire per byte sent.
+        assert all(float(ratio) < 0.8 for row in ratios for ratio in row), ratios
+        if Path("/proc/self/stat").exists():
+            cpu_rows = re.findall(rf"^{lib} +[\d,.]+ us \(\d+\.\d\dx\) +[\d,.]+ us \(", out, re.M)
+            assert len(cpu_rows) == 2, out  # server and client CPU
+    assert re.search(r"target: .* Now: 1 KiB \d+\.\d\dx, 64 KiB \d+\.\d\dx", out), out
+    assert "wskit's statistics() byte counters agree with TCP_INFO" in out, out
+    assert "error" not in out.lower(), out
+
+
+def test_handshake_benchmark_prints_a_row_per_library() -> None:
+    # picows is not in the "test" extra: the benchmark skips it when it is missing.
+    result = run_benchmark("handshake.py", "--quick")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    libs = ["wskit", "websockets", "aiohttp"]
+    if "skipping picows" not in result.stderr:
+        libs.append("picows")
+    for lib in libs:
+        assert re.search(rf"^{lib} +[\d,]+/s \(\d\.\d\dx\)$", out, re.M), out
+        if Path("/proc/self/stat").exists():
+            assert re.search(rf"^{lib} +[\d,.]+ us \(\d+\.\d\dx\)$", out, re.M), out
+        assert re.search(rf"^  {lib} +server \d\.\d\d, generator \d\.\d\d$", out, re.M), out
+    assert "error" not in out.lower(), out
