@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Generator, Sequence
-from types import TracebackType
+from collections.abc import Sequence
 from typing import Any
 
+from wskit.asyncio._opener import Opener
 from wskit.asyncio.connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -48,7 +48,7 @@ class WebSocketClientConnection(Connection):
         self._write_pending()
 
 
-class connect:  # used as a function: ``async with connect(...)`` / ``await connect(...)``
+class connect(Opener[WebSocketClientConnection]):  # used as a function (async with / await)
     """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
 
     ``async with connect("ws://127.0.0.1:8765/") as ws: await ws.send("hi")``, or
@@ -125,7 +125,7 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
         core = ClientConnection(self.wsuri, **self._core_args)
         return WebSocketClientConnection(core, **self._connection_kwargs)
 
-    async def _open(self) -> WebSocketClientConnection:
+    async def _connect(self) -> WebSocketClientConnection:
         loop = asyncio.get_running_loop()
         kwargs = dict(self._kwargs)
         if self._ssl is not None:
@@ -155,28 +155,16 @@ class connect:  # used as a function: ``async with connect(...)`` / ``await conn
             raise InvalidHandshake("connection closed during the opening handshake") from cause
         return protocol
 
-    async def _create(self) -> WebSocketClientConnection:
+    async def _open(self) -> WebSocketClientConnection:
         try:
             if self._open_timeout is None:
-                connection = await self._open()
+                connection = await self._connect()
             else:
-                connection = await asyncio.wait_for(self._open(), self._open_timeout)
+                connection = await asyncio.wait_for(self._connect(), self._open_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError("timed out during the opening handshake") from None
         self.connection = connection
         return connection
 
-    def __await__(self) -> Generator[Any, None, WebSocketClientConnection]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> WebSocketClientConnection:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.connection is not None:
-            await self.connection.close()
+    async def _close(self, connection: WebSocketClientConnection) -> None:
+        await connection.close()

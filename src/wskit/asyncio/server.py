@@ -7,10 +7,11 @@ import http
 import inspect
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from wskit.asyncio._opener import Opener
 from wskit.asyncio.connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -270,7 +271,7 @@ class Server:
         await self.aclose()
 
 
-class serve:  # used as a function: ``async with serve(...)`` / ``await serve(...)``
+class serve(Opener[Server]):  # used as a function: ``async with serve(...)`` / ``await serve(...)``
     """Start a WebSocket server; ``handler(connection)`` runs once per connection.
 
     ``async with serve(handler, "127.0.0.1", 8765) as server: await server.serve_forever()``.
@@ -345,7 +346,7 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
         self._ssl = ssl
         self._kwargs = kwargs
 
-    async def _start(self) -> Server:
+    async def _open(self) -> Server:
         loop = asyncio.get_running_loop()
         if self._unix_path is not None:
             server = await loop.create_unix_server(
@@ -361,16 +362,5 @@ class serve:  # used as a function: ``async with serve(...)`` / ``await serve(..
             self._server._port = int(sockname[1])
         return self._server
 
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self._start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._server.aclose()
+    async def _close(self, server: Server) -> None:
+        await server.aclose()
