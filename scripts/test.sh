@@ -159,8 +159,9 @@ else
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
             'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1'
         echo "Python $version:"
-        # The core, and the asyncio front end whose transports differ between versions.
-        ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider \
+        # The core, and the asyncio front end whose transports differ between versions (the
+        # browser tests run once, in the main run).
+        ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" \
             tests/core tests/asyncio tests/test_cli.py tests/test_public_api.py
     done
 fi
