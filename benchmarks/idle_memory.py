@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import resource
@@ -227,7 +228,10 @@ def main() -> None:
     unknown = set(libs) - set(LIBRARIES)
     if unknown:
         parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
-    asyncio.run(run(libs, args.connections))
+    missing = [lib for lib in libs if importlib.util.find_spec(lib) is None]
+    for lib in missing:
+        print(f"{lib}: not installed, skipped (pip install -e '.[bench]')")
+    asyncio.run(run([lib for lib in libs if lib not in missing], args.connections))
 
 
 if __name__ == "__main__":
