@@ -401,6 +401,25 @@ def test_fail_during_the_handshake_closes_without_a_close_frame() -> None:
         assert conn.data_to_send() == []
 
 
+def test_payloads_must_be_bytes_like() -> None:
+    # bytes(5) would be five zero bytes: an int must not become a payload.
+    client, server = open_pair()
+    for call in (
+        lambda: server.send_binary(5),  # type: ignore[arg-type]
+        lambda: server.send_ping(5),  # type: ignore[arg-type]
+        lambda: server.send_pong("text"),  # type: ignore[arg-type]
+        lambda: connection_module.encode_message(3),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError):
+            call()
+    server.send_binary(b"a", fin=False)
+    with pytest.raises(TypeError):
+        server.send_continuation(7, fin=True)  # type: ignore[arg-type]
+    server.send_continuation(memoryview(b"b"), fin=True)
+    server.send_binary(bytearray(b"c"))
+    assert feed(client, drain(server)) == [Binary(b"ab"), Binary(b"c")]
+
+
 def test_transition_table_covers_every_state() -> None:
     sources = {state for state, _ in TRANSITIONS}
     assert sources == {State.CONNECTING, State.OPEN, State.CLOSING}

@@ -100,8 +100,20 @@ __all__ = [
     "Connection",
     "ServerConnection",
     "State",
+    "as_bytes",
     "encode_message",
 ]
+
+
+def as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """``data`` as bytes; :class:`TypeError` for anything that is not bytes-like.
+
+    Not ``bytes(data)``: given an int, that makes so many zero bytes, which would go out as a
+    payload nobody meant to send.
+    """
+    if type(data) is bytes:
+        return data
+    return bytes(memoryview(data))
 
 
 def encode_message(message: str | bytes) -> bytes:
@@ -110,7 +122,7 @@ def encode_message(message: str | bytes) -> bytes:
     if isinstance(message, str):
         payload, opcode = message.encode(), OP_TEXT
     else:
-        payload, opcode = bytes(message), OP_BINARY
+        payload, opcode = as_bytes(message), OP_BINARY
     return encode_header(opcode, len(payload)) + payload
 
 
@@ -350,7 +362,7 @@ class Connection:
         self, data: bytes | bytearray | memoryview, fin: bool = True, compress: bool = True
     ) -> None:
         """Queue a binary message, or its first fragment when ``fin`` is False."""
-        self._send_data(OP_BINARY, bytes(data), fin, compress)
+        self._send_data(OP_BINARY, as_bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         """Queue the next fragment of the message started with ``send_text/binary(fin=False)``."""
@@ -363,7 +375,7 @@ class Connection:
         else:
             if self._tx_opcode != OP_BINARY:
                 raise LocalProtocolError("bytes fragment in a text message")
-            payload = bytes(data)
+            payload = as_bytes(data)
         self._send_data(OP_CONT, payload, fin, self._tx_compress)
 
     def send_encoded(self, frame: bytes) -> None:
@@ -456,7 +468,7 @@ class Connection:
     def _send_control(self, opcode: int, payload: bytes) -> None:
         if self.state is not State.OPEN:
             raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
-        payload = bytes(payload)
+        payload = as_bytes(payload)
         if len(payload) > MAX_CONTROL_PAYLOAD:
             raise LocalProtocolError(
                 f"control frame payload is {len(payload)} bytes; at most {MAX_CONTROL_PAYLOAD}"
