@@ -284,6 +284,22 @@ def test_broadcast_registers_and_unregisters_connections() -> None:
     run(main())
 
 
+def test_ticker_broadcasts_the_same_ticks_to_every_client() -> None:
+    async def listen(uri: str) -> None:
+        clients = [await connect(uri) for _ in range(3)]
+        # Every client gets consecutive ticks, from the first one after it joined.
+        seen = [[await ws.recv() for _ in range(3)] for ws in clients]
+        for ticks in seen:
+            numbers = [int(str(tick).split()[1]) for tick in ticks]
+            assert numbers == list(range(numbers[0], numbers[0] + 3)), ticks
+        for ws in clients:
+            await ws.close()
+
+    with running("ticker.py", WSKIT_PERIOD="0.05") as server:
+        run(listen(server.uri))
+    assert_quiet(server)
+
+
 # -- consumer and producer ---------------------------------------------------------------------
 
 
