@@ -54,6 +54,7 @@ class WebSocketServerConnection(Connection):
         self.server = server
         self.core: ServerConnection = core
         self._handshake_timer: asyncio.TimerHandle | None = None
+        # Held so the task lives: the event loop keeps only a weak reference to tasks.
         self._handler_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
