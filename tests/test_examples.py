@@ -284,6 +284,50 @@ def test_broadcast_registers_and_unregisters_connections() -> None:
     run(main())
 
 
+def test_handler_chat_relays_to_everyone_else() -> None:
+    async def talk(uri: str) -> None:
+        alice = await connect(uri)
+        assert await alice.recv() == "welcome; 0 other(s) here"
+        bob = await connect(uri)
+        assert await bob.recv() == "welcome; 1 other(s) here"
+        await alice.send("hi bob")
+        assert await bob.recv() == "hi bob"
+        await bob.send(b"hi alice")
+        assert await alice.recv() == b"hi alice"
+        await bob.close()
+        carol = await connect(uri)
+        # Bob left: the room has Alice only.
+        assert await carol.recv() == "welcome; 1 other(s) here"
+        await carol.send("anyone?")
+        assert await alice.recv() == "anyone?"
+        for ws in (alice, carol):
+            await ws.close()
+
+    with running("handler_chat.py") as server:
+        run(talk(server.uri))
+    assert_quiet(server)
+
+
+def test_handler_chat_forgets_members_that_leave() -> None:
+    example = load_example("handler_chat")
+
+    async def main() -> None:
+        async with serve(example.ChatMember, "127.0.0.1", 0) as server:
+            uri = f"ws://127.0.0.1:{server.port}/"
+            clients = [await connect(uri) for _ in range(3)]
+            for ws in clients:
+                await ws.recv()  # the welcome: its member is in the room now
+            assert len(example.ChatMember.room) == 3
+            await clients[0].close()
+            await eventually(lambda: len(example.ChatMember.room) == 2, "one member left")
+            clients[1].transport.abort()  # gone without a closing handshake
+            await eventually(lambda: len(example.ChatMember.room) == 1, "an aborted one too")
+            await clients[2].close()
+            await eventually(lambda: not example.ChatMember.room, "the room is empty")
+
+    run(main())
+
+
 def test_ticker_broadcasts_the_same_ticks_to_every_client() -> None:
     async def listen(uri: str) -> None:
         clients = [await connect(uri) for _ in range(3)]

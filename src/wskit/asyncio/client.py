@@ -8,6 +8,7 @@ import ssl as ssl_module
 from collections.abc import Sequence
 from typing import Any
 
+from wskit.abc import CallbackHandler
 from wskit.asyncio._opener import Opener
 from wskit.asyncio.connection import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -64,7 +65,9 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
     Handshake failures raise :class:`~wskit.exceptions.InvalidHandshake`
     (:class:`~wskit.exceptions.InvalidStatus` when the server refused, with its response).
     Other keyword arguments go to ``loop.create_connection``; ``sock`` connects over an
-    existing socket, ``unix_path`` over a Unix socket.
+    existing socket, ``unix_path`` over a Unix socket. ``handler``, a class-based handler
+    (a :class:`wskit.handlers.Handler` subclass), receives the messages in its hooks instead
+    of ``recv()``; the instance is ``connection.handler``.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
         max_queue: int | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
         unix_path: str | None = None,
+        handler: type[CallbackHandler] | None = None,
         logger: logging.Logger | None = None,
         **kwargs: Any,
     ) -> None:
@@ -117,6 +121,7 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
             "max_queue": max_queue,
             "write_limit": write_limit,
             "logger": logger or globals()["logger"],
+            "handler": handler,
         }
         self._kwargs = kwargs
         self.connection: WebSocketClientConnection | None = None

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from wskit.abc import CallbackHandler
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
-from wskit.core.events import Binary, Closed, Pong, Request, Response, Text
+from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -100,6 +102,8 @@ class Connection(asyncio.BufferedProtocol):
     """A WebSocket connection: ``recv``/``send``/``ping``/``close`` and ``async for``.
 
     Created by :func:`wskit.asyncio.connect` and :func:`wskit.asyncio.serve`; not by hand.
+    With a class-based handler (:class:`wskit.handlers.Handler`) messages go to its hooks
+    instead of ``recv()``, and the ``*_nowait`` methods act without awaiting.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Connection(asyncio.BufferedProtocol):
         max_queue: int | None = DEFAULT_MAX_QUEUE,
         write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        handler: Callable[[], CallbackHandler] | None = None,
     ) -> None:
         self.core = core
         self.ping_interval = ping_interval
@@ -145,6 +150,13 @@ class Connection(asyncio.BufferedProtocol):
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._keepalive_mark = -1
         self._ping_outstanding = False
+        #: The class-based handler whose hooks receive this connection's events, or None
+        #: when the application uses ``recv()``.
+        self.handler: CallbackHandler | None = None
+        self._handler_factory = handler
+        self._handler_closed = False
+        # Events read but not delivered because a handler paused reading.
+        self._held_events: list[Event] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -187,6 +199,11 @@ class Connection(asyncio.BufferedProtocol):
     def local_address(self) -> Any:
         return self.transport.get_extra_info("sockname") if self.transport else None
 
+    @property
+    def writing_paused(self) -> bool:
+        """True while the write buffer is above its high-water mark (a slow reader)."""
+        return self._writing_paused
+
     def statistics(self) -> ConnectionStatistics:
         """Counters of messages and bytes both ways, queue and buffer sizes, last latency."""
         core = self.core
@@ -227,6 +244,8 @@ class Connection(asyncio.BufferedProtocol):
             raise self._closed_exception()
         if self._recv_waiter is not None:
             raise ConcurrencyError("another coroutine is already waiting in recv()")
+        if self.handler is not None:
+            raise ConcurrencyError("messages go to the handler's on_message(), not to recv()")
         waiter: asyncio.Future[Data] = self.loop.create_future()
         self._recv_waiter = waiter
         try:
@@ -355,16 +374,78 @@ class Connection(asyncio.BufferedProtocol):
             raise self._closed_exception() from None
         self._write_pending()
 
+    def send_nowait(self, message: Data, *, compress: bool = True) -> None:
+        """Send a message now, without awaiting: for callbacks (class-based handlers).
+
+        The frame is written to the transport at once; above the write buffer's high-water
+        mark it is buffered there and :attr:`writing_paused` is True. Raises
+        :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing.
+        """
+        core = self.core
+        try:
+            if isinstance(message, str):
+                core.send_text(message, compress=compress)
+            elif isinstance(message, bytes | bytearray | memoryview):
+                core.send_binary(message, compress=compress)
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}")
+        except LocalProtocolError:
+            if core.state is not State.OPEN:
+                raise self._closed_exception() from None
+            raise
+        self._write_pending()
+
+    def ping_nowait(self, data: bytes = b"") -> None:
+        """Send a Ping now; a handler sees the answer in ``on_pong``."""
+        try:
+            self.core.send_ping(data)
+        except LocalProtocolError:
+            if self.core.state is not State.OPEN:
+                raise self._closed_exception() from None
+            raise
+        self._write_pending()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until :meth:`resume_reading` (backpressure for a
+        handler that cannot keep up; ``recv()`` users get it from ``max_queue``).
+
+        Called from a hook, it also stops the hooks: messages already read but not yet
+        delivered wait for :meth:`resume_reading`.
+        """
+        if not self._reading_paused and not self.transport.is_closing():
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again after :meth:`pause_reading`; events that arrived
+        before the pause but were not delivered yet come first (from the event loop, not from
+        inside this call)."""
+        if self._reading_paused:
+            self._resume_reading()
+            if self._held_events is not None:
+                self.loop.call_soon(self._release_held)
+
+    def _release_held(self) -> None:
+        held = self._held_events
+        if held is None or self._reading_paused:
+            return  # delivered already, or paused again: resume_reading() schedules it
+        self._held_events = None
+        self._process(held)
+
     # ------------------------------------------------------------------ closing
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake and wait until TCP is closed (at most ``close_timeout``)."""
+        self.close_nowait(code, reason)
+        await self.wait_closed()
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and return; :meth:`wait_closed` waits for its end."""
         if self.core.state is State.OPEN:
             self.core.send_close(code, reason)
             self._process()
         elif self.core.state is State.CONNECTING and self.transport is not None:
             self.transport.close()
-        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed and the TCP connection is gone."""
@@ -373,7 +454,14 @@ class Connection(asyncio.BufferedProtocol):
     def _closed_exception(self) -> ConnectionClosed:
         event = self._closed_event
         if event is None:
-            return ConnectionClosedError(1006, "", None)
+            core = self.core
+            if core.close_rcvd is None:
+                return ConnectionClosedError(1006, "", None)
+            # The core handled the peer's Close frame, but its Closed event is not dispatched
+            # yet (the application runs from an earlier event of the same read).
+            code, reason = core.close_rcvd
+            sent_code = core.close_sent[0] if core.close_sent else None
+            event = Closed(code, reason, sent_code, "", core.cause)
         cls = ConnectionClosedOK if event.ok else ConnectionClosedError
         exc = cls(event.code, event.reason, event.sent_code)
         exc.__cause__ = event.cause
@@ -417,10 +505,22 @@ class Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler.on_pause_writing()
+            except Exception:
+                self._handler_failed()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_drain_waiters(None)
+        handler = self.handler
+        if handler is not None and self.core.state is State.OPEN:
+            try:
+                handler.on_resume_writing()
+            except Exception:
+                self._handler_failed()
 
     # ------------------------------------------------------------------ internals
 
@@ -435,23 +535,65 @@ class Connection(asyncio.BufferedProtocol):
             for chunk in data:
                 transport.write(chunk)
 
-    def _process(self) -> None:
-        """Write what the core queued (pongs included), dispatch its events, honour its close
-        requests."""
+    def _process(self, pending: list[Event] | None = None) -> None:
+        """Write what the core queued (pongs included), dispatch its events (after
+        ``pending`` ones), honour its close requests."""
         core = self.core
         self._write_pending()
-        for event in core.events():
+        events = core.events()
+        if pending:
+            events = pending + events
+        if self._held_events is not None:
+            # A handler paused reading with events undelivered: new ones wait behind them.
+            self._held_events.extend(events)
+            events = []
+        handler = self.handler
+        it = iter(events)
+        for event in it:
             kind = type(event)
             if kind is Text or kind is Binary:
-                self._deliver(event.data)  # type: ignore[union-attr]
+                if handler is None:
+                    self._deliver(event.data)  # type: ignore[union-attr]
+                else:
+                    try:
+                        handler.on_message(event.data)  # type: ignore[union-attr]
+                    except Exception:
+                        self._handler_failed()
             elif kind is Pong:
                 self._receive_pong(event.payload)  # type: ignore[union-attr]
+                if handler is not None:
+                    try:
+                        handler.on_pong(event.payload)  # type: ignore[union-attr]
+                    except Exception:
+                        self._handler_failed()
+            elif kind is Ping:
+                if handler is not None:
+                    try:
+                        handler.on_ping(event.payload)  # type: ignore[union-attr]
+                    except Exception:
+                        self._handler_failed()
             elif kind is Closed:
                 self._on_closed(event)  # type: ignore[arg-type]
             elif kind is Request:
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is Response:
                 self._on_open()
+                handler = self.handler
+            if handler is not None and self._reading_paused:
+                # The handler asked for no more: keep the rest until resume_reading().
+                self._held_events = list(it)
+                break
+        if (
+            handler is not None
+            and core.input_held
+            and not core.hold_errors
+            and self._held_events is None
+        ):
+            # The handler answered every message before a bad frame: fail on it now, so the
+            # answers went out before the Close frame (as recv() users get it).
+            core.receive_data(b"")
+            self._process()
+            return
         if core.should_close():
             if not self.transport.is_closing():
                 self.transport.close()
@@ -506,6 +648,13 @@ class Connection(asyncio.BufferedProtocol):
 
     def _on_closed(self, event: Closed) -> None:
         self._closed_event = event
+        handler = self.handler
+        if handler is not None and not self._handler_closed:
+            self._handler_closed = True
+            try:
+                handler.on_close(event.code, event.reason)
+            except Exception:
+                self.logger.exception("handler's on_close() failed")
         if event.cause is not None and not isinstance(event.cause, ConnectionClosed):
             self.logger.debug("connection failed: %s", event.cause)
         waiter = self._recv_waiter
@@ -531,13 +680,35 @@ class Connection(asyncio.BufferedProtocol):
         """Server: a request arrived; the server subclass answers it."""
 
     def _on_open(self) -> None:
-        """The opening handshake succeeded: start keepalive, wake the opener."""
+        """The opening handshake succeeded: start keepalive, run ``on_open``, wake the opener."""
         self.opened = True
-        if not self._opened_waiter.done():
-            self._opened_waiter.set_result(None)
         self._keepalive_mark = self.core.bytes_received
         if self.ping_interval:
             self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+        if self._handler_factory is not None:
+            try:
+                handler = self.handler = self._handler_factory()
+                handler.connection = self
+                handler.on_open()
+            except Exception:
+                self._handler_failed()
+        if not self._opened_waiter.done():
+            self._opened_waiter.set_result(None)
+
+    def _handler_failed(self) -> None:
+        """A hook raised: log it and close with 1011, as a failing coroutine handler does.
+
+        ``ConnectionClosed`` from sending on this connection once it is closing is how a hook
+        learns that the peer left: not an error.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionClosed) and self.core.state is not State.OPEN:
+            self.logger.debug("connection handler: %s", exc)
+            return
+        self.logger.exception("connection handler failed")
+        if self.core.state is State.OPEN:
+            self.core.send_close(1011, "")
+            self._process()
 
     def _keepalive(self) -> None:
         """Every ``ping_interval``: ping if nothing arrived since the last tick; fail with

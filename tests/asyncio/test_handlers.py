@@ -1,0 +1,361 @@
+"""Class-based handlers (wskit.handlers.Handler) on the asyncio front end, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+import websockets
+
+from wskit.asyncio import connect, serve
+from wskit.core import ClientConnection
+from wskit.core.events import Closed, Response, Text
+from wskit.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from wskit.handlers import Handler
+
+
+def url(server: Any) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+class Recorder(Handler):
+    """Echoes every message and records every hook call in ``log``."""
+
+    log: list[tuple[Any, ...]]
+
+    def __init__(self) -> None:
+        self.log = []
+        Recorder.instances.append(self)
+
+    instances: list[Recorder] = []
+
+    def on_open(self) -> None:
+        self.log.append(("open", self.connection.request.path))  # type: ignore[union-attr]
+
+    def on_message(self, message: str | bytes) -> None:
+        self.log.append(("message", message))
+        self.send(message)
+
+    def on_ping(self, payload: bytes) -> None:
+        self.log.append(("ping", payload))
+
+    def on_pong(self, payload: bytes) -> None:
+        self.log.append(("pong", payload))
+
+    def on_close(self, code: int, reason: str) -> None:
+        self.log.append(("close", code, reason))
+
+
+@pytest.fixture(autouse=True)
+def fresh_recorders() -> None:
+    Recorder.instances = []
+
+
+async def raw_session(port: int, frames: list[tuple[str, Any]]) -> list[Any]:
+    """Open a raw TCP connection, write the handshake and ``frames`` in ONE write (so they
+    arrive together), and return the events a client core parses from everything the server
+    sends until it closes."""
+    client = ClientConnection(f"ws://127.0.0.1:{port}/raw")
+    client.send_request()
+    head = b"".join(client.data_to_send())
+    # Frame the payloads with a second core, put in the open state by a fake handshake, so
+    # they can go out in the same write as the request.
+    framer = ClientConnection(f"ws://127.0.0.1:{port}/raw")
+    framer.state = framer.state.__class__.OPEN
+    for kind, payload in frames:
+        if kind == "text":
+            framer.send_text(payload)
+        elif kind == "raw":
+            framer._out.append(payload)
+        else:
+            framer.send_binary(payload)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b"".join(framer.data_to_send()))
+    received = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    client.receive_data(received)
+    client.receive_eof()
+    return client.events()
+
+
+async def test_echo_hooks_in_order_with_a_websockets_client() -> None:
+    async with serve(Recorder, "127.0.0.1", 0, compression=None) as server:
+        async with websockets.connect(url(server) + "chat", max_size=None) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            big = bytes(range(256)) * 4096  # 1 MiB
+            await ws.send(big)
+            assert await ws.recv() == big
+            pong = await ws.ping(b"are you there")
+            await pong
+            await ws.close(4001, "done here")
+        await asyncio.sleep(0.05)
+    (handler,) = Recorder.instances
+    assert handler.log == [
+        ("open", "/chat"),
+        ("message", "hello"),
+        ("message", big),
+        ("ping", b"are you there"),
+        ("close", 4001, "done here"),
+    ]
+
+
+async def test_compression_and_a_wskit_client_handler() -> None:
+    """A client handler opens, sends from on_open, gets the echo, closes from a hook."""
+    got: list[Any] = []
+
+    class Client(Handler):
+        def on_open(self) -> None:
+            self.send("x" * 10_000)
+
+        def on_message(self, message: str | bytes) -> None:
+            got.append(message)
+            self.close(4002, "enough")
+
+        def on_close(self, code: int, reason: str) -> None:
+            got.append((code, reason))
+
+    async with serve(Recorder, "127.0.0.1", 0, compression="deflate") as server:
+        ws = await connect(url(server), handler=Client, compression="deflate")
+        assert isinstance(ws.handler, Client)
+        assert ws.response is not None
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        await ws.wait_closed()
+        assert got == ["x" * 10_000, (4002, "")]  # the server echoes the code, no reason
+        await asyncio.sleep(0.05)
+    (server_side,) = Recorder.instances
+    assert server_side.log[-1] == ("close", 4002, "enough")
+
+
+async def test_client_handler_against_a_websockets_server() -> None:
+    got: list[Any] = []
+    done = asyncio.get_running_loop().create_future()
+
+    class Client(Handler):
+        def on_open(self) -> None:
+            self.send(b"\x00\x01")
+            self.ping(b"p1")
+
+        def on_message(self, message: str | bytes) -> None:
+            got.append(message)
+            if len(got) == 2:
+                done.set_result(None)
+
+        def on_pong(self, payload: bytes) -> None:
+            got.append(("pong", payload))
+            if len(got) == 2:
+                done.set_result(None)
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with websockets.serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", handler=Client) as ws:
+            await done
+            # websockets answers the ping from its reader, before its handler echoes.
+            assert len(got) == 2 and b"\x00\x01" in got and ("pong", b"p1") in got
+            with pytest.raises(ConcurrencyError):
+                await ws.recv()
+
+
+async def test_server_handler_pings_and_sees_the_pong() -> None:
+    class Pinger(Recorder):
+        def on_open(self) -> None:
+            super().on_open()
+            self.ping(b"hb")
+
+    async with serve(Pinger, "127.0.0.1", 0) as server:
+        async with websockets.connect(url(server)) as ws:
+            # websockets answers the ping while it waits for a message.
+            await ws.send("after")
+            assert await ws.recv() == "after"
+        await asyncio.sleep(0.05)
+    (handler,) = Recorder.instances
+    assert ("pong", b"hb") in handler.log
+
+
+async def test_hook_error_closes_with_1011_and_the_server_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Fragile(Recorder):
+        def on_message(self, message: str | bytes) -> None:
+            if message == "boom":
+                raise ValueError("bad message")
+            super().on_message(message)
+
+    with caplog.at_level(logging.ERROR, logger="wskit"):
+        async with serve(Fragile, "127.0.0.1", 0) as server:
+            async with connect(url(server)) as ws:
+                await ws.send("boom")
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.code == 1011
+            # Another connection to the same server still works.
+            async with connect(url(server)) as ws:
+                await ws.send("fine")
+                assert await ws.recv() == "fine"
+    assert "connection handler failed" in caplog.text
+    assert "bad message" in caplog.text
+    # on_close still ran, once, for the failed connection.
+    assert Recorder.instances[0].log[-1][0] == "close"
+    assert [entry[0] for entry in Recorder.instances[0].log].count("close") == 1
+
+
+async def test_on_open_error_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    class BadOpen(Handler):
+        def on_open(self) -> None:
+            raise RuntimeError("no")
+
+    with caplog.at_level(logging.ERROR, logger="wskit"):
+        async with serve(BadOpen, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.code == 1011
+
+
+async def test_messages_behind_the_request_come_after_on_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Frames in the same TCP write as the request: on_open runs first, then each message.
+
+    The Close frame came in that write too, so the server answered it at once and the
+    echoes find the connection closing: send() raises ConnectionClosed, which ends the hook
+    quietly (as it ends a coroutine handler), not as a handler error.
+    """
+    with caplog.at_level(logging.DEBUG, logger="wskit"):
+        async with serve(Recorder, "127.0.0.1", 0, compression=None) as server:
+            events = await raw_session(
+                server.port,
+                [("text", "one"), ("binary", b"two"), ("raw", b"\x88\x80\x00\x00\x00\x00")],
+            )
+    (handler,) = Recorder.instances
+    assert handler.log == [
+        ("open", "/raw"),
+        ("message", "one"),
+        ("message", b"two"),
+        ("close", 1005, ""),
+    ]
+    assert [type(e) for e in events] == [Response, Closed]
+    assert "connection handler failed" not in caplog.text
+    assert "received 1005" in caplog.text  # the debug line says why the echo was not sent
+
+
+async def test_answers_go_out_before_the_close_for_a_bad_frame() -> None:
+    """A message and a bad frame (reserved opcode 0x3) in one read: the handler's answer
+    precedes the 1002 Close frame, as it does for recv() users."""
+    async with serve(Recorder, "127.0.0.1", 0, compression=None) as server:
+        events = await raw_session(
+            server.port, [("text", "first"), ("raw", b"\x83\x80\x00\x00\x00\x00")]
+        )
+    assert [type(e) for e in events] == [Response, Text, Closed]
+    assert events[1] == Text("first")
+    closed = events[2]
+    assert isinstance(closed, Closed) and closed.code == 1002
+
+
+async def test_writing_hooks_pace_a_producer() -> None:
+    """A producer stops in on_pause_writing and goes on in on_resume_writing: every message
+    arrives, in order, and the write buffer never holds more than one message past the
+    high-water mark."""
+    chunk = b"z" * 65536
+    total = 64
+    seen: dict[str, int] = {"paused": 0, "resumed": 0, "max_buffer": 0}
+
+    class Producer(Handler):
+        sent = 0
+
+        def on_open(self) -> None:
+            self.produce()
+
+        def produce(self) -> None:
+            while self.sent < total and not self.connection.writing_paused:
+                self.send(self.sent.to_bytes(4, "big") + chunk)
+                self.sent += 1
+                transport = self.connection.transport  # type: ignore[attr-defined]
+                size = transport.get_write_buffer_size()
+                seen["max_buffer"] = max(seen["max_buffer"], size)
+            if self.sent == total:
+                self.close()
+
+        def on_pause_writing(self) -> None:
+            seen["paused"] += 1
+
+        def on_resume_writing(self) -> None:
+            seen["resumed"] += 1
+            self.produce()
+
+    numbers = []
+    async with (
+        serve(Producer, "127.0.0.1", 0, compression=None, write_limit=65536) as server,
+        connect(url(server), compression=None, max_queue=2) as ws,
+    ):
+        async for message in ws:
+            assert isinstance(message, bytes)
+            numbers.append(int.from_bytes(message[:4], "big"))
+            await asyncio.sleep(0.001)  # a slow reader
+    assert numbers == list(range(total))
+    assert seen["paused"] >= 1 and seen["resumed"] >= 1
+    assert seen["max_buffer"] < 65536 + 2 * len(chunk) + 64
+
+
+async def test_pause_reading_delays_delivery_and_loses_nothing() -> None:
+    got: list[Any] = []
+
+    class Slow(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            got.append(message)
+            if message == "0":
+                self.connection.pause_reading()
+                asyncio.get_running_loop().call_later(0.2, self.connection.resume_reading)
+
+    async with serve(Slow, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        # Sent back to back, the five usually arrive in one read: the four behind the
+        # pause wait although they are parsed already; any read later is not made.
+        for i in range(5):
+            await ws.send(str(i))
+        await asyncio.sleep(0.1)
+        assert got == ["0"]  # reading is paused
+        await asyncio.sleep(0.3)
+        assert got == ["0", "1", "2", "3", "4"]
+
+
+async def test_server_shutdown_reaches_on_close_and_no_task_per_connection() -> None:
+    tasks_before = len(asyncio.all_tasks())
+    server = await serve(Recorder, "127.0.0.1", 0)
+    clients = [await connect(url(server)) for _ in range(20)]
+    for ws in clients:
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+    # The hooks run from the read callback: no task was left per connection.
+    assert len(asyncio.all_tasks()) == tasks_before, asyncio.all_tasks()
+    assert len(server.connections) == 20
+    await server.aclose()
+    for ws in clients:
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()
+        assert ws.close_code == 1001
+    assert len(Recorder.instances) == 20
+    assert all(h.log[-1] == ("close", 1001, "") for h in Recorder.instances)
+
+
+async def test_send_after_close_raises_connection_closed() -> None:
+    errors: list[BaseException] = []
+
+    class Closer(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            self.close()
+            try:
+                self.send("too late")
+            except ConnectionClosed as exc:
+                errors.append(exc)
+
+    async with serve(Closer, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        await ws.send("x")
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()
+    (error,) = errors
+    assert isinstance(error, ConnectionClosed)
