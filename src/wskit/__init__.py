@@ -2,7 +2,8 @@
 
 The layers, each looking only down::
 
-    applications   cli (python -m wskit connect | serve)
+    applications   wskit.handlers (class-based hooks), cli (python -m wskit connect | serve)
+    interfaces     wskit.abc (what applications ask of a connection, on any front end)
     front ends     wskit.asyncio (connect, serve)
     core           wskit.core: sans-I/O handshake, frames, messages & UTF-8, close/ping state
                    machine, permessage-deflate, limits
