@@ -29,7 +29,8 @@ negotiated and that one message comes back identical; the run fails loudly other
 which the server's echoes were not smaller than the payload is reported as an error.
 
 The set-up (server subprocesses, pinning both ends to one core, uvloop where installed,
-repetitions interleaved, medians, ratio tables) is that of ``echo.py``, whose code this reuses.
+repetitions interleaved, medians, ratio tables) is that of ``echo.py``'s first version, in
+``common.py``; the servers are ``echo.py``'s with ``deflate=True``.
 
 Run: ``python benchmarks/compression.py [--quick] [--libs wskit,websockets,aiohttp]``.
 """
@@ -45,7 +46,7 @@ from pathlib import Path
 
 # Run as ``python benchmarks/compression.py``, Python puts ``benchmarks/`` first on sys.path,
 # where this file would shadow the standard library's ``compression`` package (Python 3.14);
-# the repository root goes there instead, and echo.py is imported as ``benchmarks.echo``.
+# the repository root goes there instead, and the shared code is imported as ``benchmarks.*``.
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = _ROOT
@@ -56,10 +57,9 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
-import datetime  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
@@ -67,7 +67,7 @@ import time  # noqa: E402
 from collections.abc import Awaitable, Callable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchmarks import echo  # noqa: E402
+from benchmarks import common, echo  # noqa: E402
 
 LIBRARIES = ("wskit", "websockets", "aiohttp")
 #: Target payload sizes; the generated JSON text is exactly this many bytes (ASCII).
@@ -76,8 +76,8 @@ SIZES = (1024, 64 * 1024)
 MIN_SIZE = 512
 #: Seed of the payload generator: every run, and every library, sends the same text.
 SEED = 3
-HOST = echo.HOST
-MAX_MESSAGE = echo.MAX_MESSAGE
+HOST = common.HOST
+MAX_MESSAGE = common.MAX_MESSAGE
 #: Distinct messages of each size, sent in turn: at least this many bytes of them, so that no
 #: message repeats within a DEFLATE window (32 KiB at most) and context takeover gains only what
 #: it would between different messages of one API (the same keys, some of the same values).
@@ -92,7 +92,7 @@ TCP_INFO_BYTES_OFFSET = 120
 TCP_INFO_LENGTH = 256
 
 
-class BenchmarkError(echo.BenchmarkError):
+class BenchmarkError(common.BenchmarkError):
     """Compression was not negotiated, an echo did not match, or nothing was compressed."""
 
 
@@ -186,79 +186,13 @@ async def exchange(client: TextCalls, payloads: Sequence[str], limit: int, secon
 
 
 # ---------------------------------------------------------------------------------------------
-# servers: each an echo of every message, with permessage-deflate on and the library's defaults
+# servers: echo.py's echo of every message, with permessage-deflate on and the library's defaults
 
 
-async def start_wskit_server(port: int) -> Callable[[], Awaitable[None]]:
-    import wskit.asyncio
-    from wskit.exceptions import ConnectionClosed
-
-    async def echo_handler(ws: wskit.asyncio.WebSocketServerConnection) -> None:
-        recv, send = ws.recv, ws.send
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await send(await recv())
-
-    server = await wskit.asyncio.serve(
-        echo_handler, HOST, port, compression="deflate", ping_interval=None, max_size=MAX_MESSAGE
-    )
-
-    async def stop() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return stop
-
-
-async def start_websockets_server(port: int) -> Callable[[], Awaitable[None]]:
-    from websockets.asyncio.server import ServerConnection, serve
-    from websockets.exceptions import ConnectionClosed
-
-    async def echo_handler(ws: ServerConnection) -> None:
-        recv, send = ws.recv, ws.send
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await send(await recv())
-
-    server = await serve(
-        echo_handler, HOST, port, compression="deflate", ping_interval=None, max_size=MAX_MESSAGE
-    )
-
-    async def stop() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return stop
-
-
-async def start_aiohttp_server(port: int) -> Callable[[], Awaitable[None]]:
-    from aiohttp import WSMsgType, web
-
-    async def echo_handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=True, max_msg_size=MAX_MESSAGE, heartbeat=None)
-        await ws.prepare(request)
-        while True:
-            message = await ws.receive()
-            if message.type is WSMsgType.TEXT:
-                await ws.send_str(message.data)
-            elif message.type is WSMsgType.BINARY:
-                await ws.send_bytes(message.data)
-            else:
-                break
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", echo_handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port).start()
-    return runner.cleanup
-
-
-SERVERS: dict[str, echo.ServerStarter] = {
-    "wskit": start_wskit_server,
-    "websockets": start_websockets_server,
-    "aiohttp": start_aiohttp_server,
+SERVERS: dict[str, common.ServerStarter] = {
+    "wskit": functools.partial(echo.start_wskit_server, deflate=True),
+    "websockets": functools.partial(echo.start_websockets_server, deflate=True),
+    "aiohttp": functools.partial(echo.start_aiohttp_server, deflate=True),
 }
 
 
@@ -422,7 +356,7 @@ def wire_source() -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class WireSample(echo.Sample):
+class WireSample(common.Sample):
     """A cell's measurement, plus the bytes that crossed the wire during its timed section."""
 
     payload_bytes: int = 0  # message bytes sent each way during the timed section
@@ -445,17 +379,17 @@ class WireSample(echo.Sample):
 
 async def measure(
     lib: str,
-    server: echo.ServerProcess,
+    server: common.ServerProcess,
     payloads: Sequence[str],
-    settings: echo.Settings,
-    pinning: echo.Pinning,
+    settings: common.Settings,
+    pinning: common.Pinning,
 ) -> WireSample:
     """Open a connection, check what it negotiated, time round trips on it, close it."""
-    echo.pin(server.pid, pinning.round_trip_server)
-    echo.pin(os.getpid(), pinning.round_trip_client)
-    bound = settings.duration + settings.warmup_seconds + echo.CELL_GRACE
-    probe = echo.Probe(server.pid)
-    client = await asyncio.wait_for(CONNECT[lib](server.url), echo.OPEN_TIMEOUT)
+    common.pin(server.pid, pinning.round_trip_server)
+    common.pin(os.getpid(), pinning.round_trip_client)
+    bound = settings.duration + settings.warmup_seconds + common.CELL_GRACE
+    probe = common.Probe(server.pid)
+    client = await asyncio.wait_for(CONNECT[lib](server.url), common.OPEN_TIMEOUT)
     try:
         require_deflate(lib, client)
 
@@ -474,7 +408,7 @@ async def measure(
         messages, wire0, wire1, own0, own1 = await asyncio.wait_for(timed(), bound)
     finally:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.calls.close(), echo.CLOSE_TIMEOUT)
+            await asyncio.wait_for(client.calls.close(), common.CLOSE_TIMEOUT)
     up = down = None
     if wire0 is not None and wire1 is not None:
         up, down = wire1[0] - wire0[0], wire1[1] - wire0[1]
@@ -499,7 +433,9 @@ async def measure(
     )
 
 
-async def preflight(libs: Sequence[str], servers: dict[str, echo.ServerProcess]) -> dict[str, str]:
+async def preflight(
+    libs: Sequence[str], servers: dict[str, common.ServerProcess]
+) -> dict[str, str]:
     """Connect once to each server: compression negotiated, one message echoed identically.
 
     Returns the negotiated ``Sec-WebSocket-Extensions`` per library; raises otherwise.
@@ -507,31 +443,31 @@ async def preflight(libs: Sequence[str], servers: dict[str, echo.ServerProcess])
     negotiated: dict[str, str] = {}
     probe_text = json_payload(2048, seed=SEED + 1)
     for lib in libs:
-        client = await asyncio.wait_for(CONNECT[lib](servers[lib].url), echo.OPEN_TIMEOUT)
+        client = await asyncio.wait_for(CONNECT[lib](servers[lib].url), common.OPEN_TIMEOUT)
         try:
             require_deflate(lib, client)
             await client.calls.send(probe_text)
-            reply = await asyncio.wait_for(client.calls.recv(), echo.OPEN_TIMEOUT)
+            reply = await asyncio.wait_for(client.calls.recv(), common.OPEN_TIMEOUT)
             if reply != probe_text:
                 raise BenchmarkError(f"{lib}: the echo differs from the message sent")
             negotiated[lib] = client.extensions
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.calls.close(), echo.CLOSE_TIMEOUT)
+                await asyncio.wait_for(client.calls.close(), common.CLOSE_TIMEOUT)
     return negotiated
 
 
 async def run_cells(
     libs: Sequence[str],
-    servers: dict[str, echo.ServerProcess],
+    servers: dict[str, common.ServerProcess],
     payloads: dict[str, list[str]],
-    settings: echo.Settings,
-    pinning: echo.Pinning,
+    settings: common.Settings,
+    pinning: common.Pinning,
     *,
     log: Callable[[str], None],
-) -> dict[str, dict[str, list[echo.Sample]]]:
+) -> dict[str, dict[str, list[common.Sample]]]:
     """Every cell ``settings.repeat`` times; libraries interleaved, their order rotated."""
-    results: dict[str, dict[str, list[echo.Sample]]] = {
+    results: dict[str, dict[str, list[common.Sample]]] = {
         lib: {label: [] for label in payloads} for lib in libs
     }
     for rep in range(settings.repeat):
@@ -565,8 +501,8 @@ def describe(sample: WireSample) -> str:
 # report
 
 
-def _wire(metric: str) -> Callable[[echo.Sample], float | None]:
-    def value(sample: echo.Sample) -> float | None:
+def _wire(metric: str) -> Callable[[common.Sample], float | None]:
+    def value(sample: common.Sample) -> float | None:
         return getattr(sample, metric) if isinstance(sample, WireSample) else None
 
     return value
@@ -574,50 +510,50 @@ def _wire(metric: str) -> Callable[[echo.Sample], float | None]:
 
 def report(
     libs: Sequence[str],
-    results: dict[str, dict[str, list[echo.Sample]]],
+    results: dict[str, dict[str, list[common.Sample]]],
     payloads: dict[str, list[str]],
 ) -> str:
-    cols = [echo.Column(label, len(texts[0]), False) for label, texts in payloads.items()]
-    common: dict[str, Any] = {"libs": libs, "cols": cols, "results": results}
+    cols = [common.Column(label, len(texts[0]), False) for label, texts in payloads.items()]
+    shared: dict[str, Any] = {"libs": libs, "cols": cols, "results": results}
     parts = [
-        echo.table(
+        common.table(
             "Round trips per second (permessage-deflate, JSON text); ratio to the fastest",
-            **common,
+            **shared,
             metric=lambda s: s.rate,
             higher_is_better=True,
             unit=lambda v: f"{v:,.0f}/s",
         ),
         "",
-        echo.table(
+        common.table(
             "Server CPU time per message (inflate + deflate + framing; user + system, all "
             "threads); ratio to the cheapest",
-            **common,
+            **shared,
             metric=lambda s: s.cpu_us,
             higher_is_better=False,
             unit=lambda v: f"{v:,.1f} us",
         ),
         "",
-        echo.table(
+        common.table(
             "Client CPU time per message (this process); ratio to the cheapest",
-            **common,
+            **shared,
             metric=lambda s: s.client_cpu_us,
             higher_is_better=False,
             unit=lambda v: f"{v:,.1f} us",
         ),
         "",
-        echo.table(
+        common.table(
             "Server -> client: bytes on the wire / payload bytes (compressed by the server); "
             "ratio to the smallest",
-            **common,
+            **shared,
             metric=_wire("down_ratio"),
             higher_is_better=False,
             unit=lambda v: f"{v:.3f}",
         ),
         "",
-        echo.table(
+        common.table(
             "Client -> server: bytes on the wire / payload bytes (compressed by the client, "
             "masked); ratio to the smallest",
-            **common,
+            **shared,
             metric=_wire("up_ratio"),
             higher_is_better=False,
             unit=lambda v: f"{v:.3f}",
@@ -626,8 +562,8 @@ def report(
     if "wskit" in libs and "aiohttp" in libs:
         ratios = []
         for label in payloads:
-            ours = echo.summarize(results["wskit"][label], lambda s: s.cpu_us).value
-            theirs = echo.summarize(results["aiohttp"][label], lambda s: s.cpu_us).value
+            ours = common.summarize(results["wskit"][label], lambda s: s.cpu_us).value
+            theirs = common.summarize(results["aiohttp"][label], lambda s: s.cpu_us).value
             text = f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
             ratios.append(f"{label} {text}")
         parts += [
@@ -663,14 +599,12 @@ def report(
 def machine_info(
     libs: Sequence[str],
     use_uvloop: bool,
-    pinning: echo.Pinning,
-    settings: echo.Settings,
+    pinning: common.Pinning,
+    settings: common.Settings,
     *,
     payloads: dict[str, list[str]],
     negotiated: dict[str, str],
 ) -> str:
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    loop = f"uvloop {echo.uvloop_version()}" if use_uvloop else "asyncio (standard loop)"
     server_cpus = sorted(pinning.round_trip_server) if pinning.round_trip_server else None
     client_cpus = sorted(pinning.round_trip_client) if pinning.round_trip_client else None
     pins = (
@@ -683,20 +617,17 @@ def machine_info(
         for label, texts in payloads.items()
     )
     lines = [
-        f"date:      {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"python:    {platform.python_implementation()} {platform.python_version()}"
-        f" on {platform.system()} {platform.release()} ({platform.machine()})",
-        f"cpus:      {os.cpu_count()} (usable: {affinity if affinity is not None else '?'})",
-        f"loop:      {loop}, on both ends of every library",
+        *common.machine_lines(),
+        f"loop:      {common.loop_name(use_uvloop)}, on both ends of every library",
         f"pinning:   {pins}",
-        f"cpu time:  server process, {echo.cpu_source()}",
+        f"cpu time:  server process, {common.cpu_source()}",
         f"wire:      {wire_source()}",
         f"run:       {settings.duration:g} s per cell (at most {settings.max_round_trips:,} "
         f"round trips) after {settings.warmup} warm-up round trips; median of {settings.repeat}",
         f"payloads:  JSON text (seed {SEED}), {sizes}",
-        "libraries: " + ", ".join(f"{lib} {echo.version_of(lib)}" for lib in libs),
-        f"wskit core: {echo.wskit_implementation()}",
-        f"load:      {echo.load_average()} (1-minute load average before the run)",
+        "libraries: " + ", ".join(f"{lib} {common.version_of(lib)}" for lib in libs),
+        f"wskit core: {common.wskit_implementation()}",
+        f"load:      {common.load_average()} (1-minute load average before the run)",
         "negotiated (Sec-WebSocket-Extensions of the response; server compressor settings):",
         *(f"  {lib:<10} {negotiated[lib]}; {compressor_settings(lib)}" for lib in libs),
     ]
@@ -711,22 +642,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="permessage-deflate benchmark: wskit against websockets and aiohttp."
     )
-    parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
-    parser.add_argument(
-        "--libs",
-        default=",".join(LIBRARIES),
-        help="comma-separated subset of " + ",".join(LIBRARIES),
-    )
-    parser.add_argument("--no-uvloop", action="store_true", help="standard asyncio loop")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    parser.add_argument("--repeat", type=int, help="repetitions of each cell (median reported)")
-    parser.add_argument("--duration", type=float, help="seconds per cell")
+    common.add_common_arguments(parser, LIBRARIES, quick="a few seconds instead of a minute")
     parser.add_argument(
         "--sizes",
         default=",".join(str(size) for size in SIZES),
         help="comma-separated message sizes in bytes (default: %(default)s)",
     )
-    parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
     parser.add_argument("--serve", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
@@ -735,30 +656,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    echo.use_checkout()
+    common.use_checkout()
     if args.serve:
-        return echo.serve_main(args.serve, args.port, args.uvloop, SERVERS)
+        return common.serve_main(args.serve, args.port, args.uvloop, SERVERS)
 
-    settings = echo.QUICK if args.quick else echo.FULL
-    if args.repeat is not None:
-        settings = dataclasses.replace(settings, repeat=max(1, args.repeat))
-    if args.duration is not None:
-        settings = dataclasses.replace(settings, duration=args.duration)
-    libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
-    unknown = [lib for lib in libs if lib not in LIBRARIES]
-    if unknown or not libs:
-        print(f"unknown libraries: {', '.join(unknown) or '(none given)'}", file=sys.stderr)
+    settings = common.apply_arguments(common.QUICK if args.quick else common.FULL, args)
+    libs = common.choose_libraries(args.libs, LIBRARIES)
+    if libs is None:
         return 2
-    missing = [lib for lib in libs if not echo.importable(lib)]
-    for lib in missing:
-        print(f"skipping {lib}: not installed", file=sys.stderr)
-    libs = [lib for lib in libs if lib not in missing]
-    if not libs:
-        return 2
-    use_uvloop = (
-        not args.no_uvloop and echo.uvloop_version() is not None and sys.platform != "win32"
-    )
-    pinning = echo.Pinning.plan(not args.no_pin)
+    use_uvloop = common.want_uvloop(args)
+    pinning = common.Pinning.plan(not args.no_pin)
     try:
         sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     except ValueError:
@@ -766,23 +673,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sizes or min(sizes) < MIN_SIZE:
         print(f"--sizes: integers of at least {MIN_SIZE} bytes, please", file=sys.stderr)
         return 2
-    # echo.format_size rounds down to whole KiB and MiB; other sizes keep their bytes.
+    # common.format_size rounds down to whole KiB and MiB; other sizes keep their bytes.
     payloads = {
-        echo.format_size(size) if size % 1024 == 0 else f"{size:,} B": payload_pool(size)
+        common.format_size(size) if size % 1024 == 0 else f"{size:,} B": payload_pool(size)
         for size in sizes
     }
 
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    servers: dict[str, echo.ServerProcess] = {}
+    servers: dict[str, common.ServerProcess] = {}
     try:
         for lib in libs:
-            servers[lib] = echo.ServerProcess(lib, use_uvloop, script=Path(__file__).resolve())
+            servers[lib] = common.ServerProcess(lib, use_uvloop, script=Path(__file__).resolve())
         for server in servers.values():
             server.wait_listening()
         try:
-            negotiated = echo.run(preflight(libs, servers), use_uvloop)
+            negotiated = common.run(preflight(libs, servers), use_uvloop)
         except Exception as exc:
             print(f"preflight failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
@@ -791,21 +695,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(info, flush=True)
         print(flush=True)
-        results = echo.run(
-            run_cells(libs, servers, payloads, settings, pinning, log=log), use_uvloop
+        results = common.run(
+            run_cells(libs, servers, payloads, settings, pinning, log=common.log), use_uvloop
         )
     finally:
         for server in servers.values():
             server.stop()
     print(report(libs, results, payloads), flush=True)
     if args.json:
-        dump = {
-            lib: {label: [dataclasses.asdict(s) for s in samples] for label, samples in row.items()}
-            for lib, row in results.items()
-        }
-        Path(args.json).write_text(json.dumps(dump, indent=2) + "\n")
-    failed = any(s.error is not None for row in results.values() for v in row.values() for s in v)
-    return 1 if failed else 0
+        common.write_json(args.json, results)
+    return 1 if common.failed(results) else 0
 
 
 if __name__ == "__main__":

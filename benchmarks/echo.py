@@ -1,290 +1,161 @@
-"""Echo benchmark: wskit side by side with websockets, aiohttp and picows, in one run.
+"""Echo benchmark: wskit side by side with websockets, aiohttp and picows, one side at a time.
 
-Each library is measured with its own client against its own server:
+Issue #3's method: "one common load generator for every server and one common echo server for
+every client, each process pinned ... uvloop for every asyncio library ... the main figure is
+the CPU time per message of the side under test". So every cell is measured twice:
 
-* **round trip** -- one connection, one message in flight: send a binary message, wait for its
-  echo, repeat. Payloads of 32 B, 1 KiB, 64 KiB and 1 MiB. Reported as round trips per second.
-* **pipelined** -- one connection, the client sends N (100,000) 32-byte messages without
-  waiting for echoes while a second task reads the N echoes. Reported as messages per second.
+* **server under test**: the row's echo server, driven by the common load generator, picows'
+  client (compiled and the cheapest, so it disturbs the server least). Figure: the server
+  process's CPU time per message.
+* **client under test**: the row's client against the common echo server, picows' server.
+  Figure: the client process's CPU time per message.
 
-For every cell the server's CPU time per message is measured too, from the server process's
-``/proc/<pid>/task/*/schedstat`` (nanoseconds on the CPU; ``/proc/<pid>/stat`` ticks as a
-fallback), read by this process just before and just after the timed section.
+If picows is not installed, aiohttp's client and server stand in (and the report says so).
 
-Why it is set up this way:
+Rows: ``wskit`` (the await API: ``await ws.send(await ws.recv())``), ``wskit-cb`` (the callback
+API, :class:`wskit.handlers.Handler`), ``websockets``, ``aiohttp``, ``picows``, and
+``wskit-pure`` / ``wskit-pure-cb``: the same two with ``WSKIT_NO_EXTENSIONS=1`` in their
+processes (the pure-Python core). Ratios are to picows, for the pure rows to websockets.
 
-* Every server runs in its own subprocess (``echo.py --serve LIB --port N [--uvloop]``) and
-  the client runs here, so a server never shares an interpreter (or a GIL) with a client.
-* Both ends are pinned with ``os.sched_setaffinity`` where it exists, by default to the SAME
-  core. A round-trip test has one message in flight, so only one side runs at a time; on one
-  core the hand-over is a cheap same-core wake-up, while on two cores each hand-over pays a
-  cross-core wake-up (issue #3 saw about 80 us; on the 2-core VM of the first results about
-  11 us, still more than a whole 32-byte round trip of picows on one core). The pipelined test
-  could use a core per side, but on 2 cores its rate then swings by up to 2x between
-  repetitions (how many messages each wake-up finds waiting decides the cost per message);
-  on one core each side runs until it has drained what is there, and the rate measures the
-  per-message cost of the two ends, within a few percent. ``--split-round-trip`` and
-  ``--split-pipeline`` give each side its own core.
-* uvloop is used on both ends for every library when it is installed (all four run on it);
-  ``--no-uvloop`` uses the standard asyncio loop instead.
-* Every loop is bounded by a count and a time limit; a cell that hits its time limit is
-  reported with the messages it completed and marked with ``*``.
-* Binary messages, no compression anywhere (picows has none), keepalive pings off.
-* Cells are repeated (``--repeat``, default 3) with the libraries interleaved, and the
-  median is reported, so that a slow moment of the machine hits every library alike.
+Cells (columns):
 
-Output: machine information, then one table per metric (rows: libraries; columns: payload
-sizes and the pipelined test); each cell holds the value and its ratio to the best value in
-its column ("1.00x" is the best: for rates the others are fractions of it, for CPU time
-multiples of it).
+* **round trip** at 32 B, 1 KiB, 64 KiB and 1 MiB: one connection, one binary message in
+  flight: send, wait for the echo, check its length, repeat;
+* **pipelined** at 32 B and 1 KiB: one connection; N (100,000) messages sent without waiting
+  (a sender that honours the transport's flow control) while the echoes are read.
 
-Run: ``python benchmarks/echo.py [--quick] [--libs wskit,websockets,aiohttp,picows]``.
+Processes: every server and every client runs in a subprocess of its own; this process only
+starts them, pins them, hands each client its cells over a pipe (one JSON line per cell) and
+prints the report. A client process runs nothing but its client, so its CPU time over the
+timed section (``time.process_time()``, all its threads) is the client's alone; it also reads
+the server's CPU time from ``/proc/<pid>/task/*/schedstat`` just before and just after the
+timed section (``/proc/<pid>/stat`` ticks as a fallback).
+
+Pinning: by default server and client share ONE core (the last usable one), in both tests: a
+round trip has one message in flight, so only one side runs at a time, and a cross-core wake-up
+on this kind of VM costs more than a whole 32-byte round trip; the pipelined test on two cores
+swings by 2x between repetitions (see README.md). ``--split-round-trip`` and
+``--split-pipeline`` give each side its own core.
+
+Every loop is bounded by a count and a time limit; a cell that hits its time limit is reported
+with the messages it completed and marked ``*``. No compression, keepalive pings off. Cells
+are repeated (``--repeat``, default 3) with the rows interleaved, and the median is reported.
+
+Run: ``python benchmarks/echo.py [--quick] [--libs wskit,picows]``.
 """
 
-# Libraries are imported inside functions on purpose: a server subprocess loads only its own
-# library, and a library that is not installed is skipped instead of failing the run.
+# Libraries are imported inside functions on purpose: a server or client subprocess loads only
+# its own library, and a library that is not installed is skipped instead of failing the run.
 # ruff: noqa: PLC0415
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import dataclasses
-import datetime
-import importlib
-import importlib.metadata
-import json
-import os
-import platform
-import socket
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-HERE = Path(__file__).resolve().parent
-#: The checkout's ``src``: the benchmark measures the wskit next to it, not an installed one.
-SRC = HERE.parent / "src"
+# Run as a script, Python puts ``benchmarks/`` first on sys.path; the repository root goes there
+# instead, so that the shared code is imported as ``benchmarks.common``.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = _ROOT
+elif _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import queue  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Awaitable, Callable, Mapping, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    CELL_GRACE,
+    CLOSE_TIMEOUT,
+    HOST,
+    MAX_MESSAGE,
+    OPEN_TIMEOUT,
+    BenchmarkError,
+    Column,
+    Pinning,
+    Probe,
+    Sample,
+    ServerProcess,
+    ServerStarter,
+    Settings,
+)
+
+SCRIPT = Path(__file__).resolve()
 LIBRARIES = ("wskit", "websockets", "aiohttp", "picows")
 SIZES = (32, 1024, 64 * 1024, 1024 * 1024)
-PIPELINE_SIZE = 32
-HOST = "127.0.0.1"
-#: Message size limit given to every library: above the largest payload, because websockets'
-#: default limit is exactly 1 MiB and the others differ; no library may refuse a test message.
-MAX_MESSAGE = 2 * 1024 * 1024
-#: Seconds allowed for a server subprocess to start listening.
-SERVER_START_TIMEOUT = 30.0
-#: A server exits on its own after this many seconds, or as soon as its parent is gone.
-SERVER_LIFETIME = 30 * 60.0
-#: Seconds allowed for opening a connection (TCP + handshake) and for closing it.
-OPEN_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 5.0
-#: Extra seconds beyond a cell's own time limits before the cell is abandoned as hung.
-CELL_GRACE = 30.0
+PIPELINE_SIZES = (32, 1024)
+#: The rows' reference: ratios are to picows, the pure-Python rows' to websockets (issue #3).
+REFERENCE = "picows"
+PURE_REFERENCE = "websockets"
+#: The common load generator and echo server: the first of these that is installed.
+GENERATORS = ("picows", "aiohttp", "websockets")
+#: The two measurements of every cell.
+SIDES = ("server", "client")
+#: Issue #3 asks for a "few minutes" benchmark: 1.5 s per round-trip cell keeps the full run
+#: (7 rows, 6 columns, 2 sides, 3 repetitions) near 7 minutes on 2 cores.
+FULL = dataclasses.replace(common.FULL, duration=1.5)
+QUICK = common.QUICK
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """How long and how much: every loop has a count limit and a time limit."""
+class Row:
+    """One row of the tables: a library, the API it is driven through, and its core."""
 
-    duration: float  # seconds of timed round trips per cell
-    max_round_trips: int  # count limit of timed round trips per cell
-    warmup: int  # untimed round trips before each cell ...
-    warmup_seconds: float  # ... or fewer, if they take longer than this
-    pipeline_count: int  # messages in the pipelined test
-    pipeline_timeout: float  # time limit of the pipelined test
-    repeat: int  # repetitions of every cell; the median is reported
+    name: str  # the label in the tables and the JSON, and a value of --libs
+    lib: str  # the library it needs (its import name)
+    api: str  # "await" or "callback"
+    pure: bool = False  # WSKIT_NO_EXTENSIONS=1 in its processes
+
+    @property
+    def reference(self) -> str:
+        return PURE_REFERENCE if self.pure else REFERENCE
+
+    def environment(self) -> dict[str, str]:
+        """The environment of this row's server and client processes."""
+        env = dict(os.environ)
+        if self.pure:
+            env["WSKIT_NO_EXTENSIONS"] = "1"
+        return env
+
+    def available(self) -> bool:
+        if not common.importable(self.lib):
+            return False
+        if self.lib == "wskit" and self.api == "callback":
+            return importlib.util.find_spec("wskit.handlers") is not None
+        return True
 
 
-#: About 2-3 minutes for the four libraries on 2 cores.
-FULL = Settings(
-    duration=2.5,
-    max_round_trips=1_000_000,
-    warmup=200,
-    warmup_seconds=0.3,
-    pipeline_count=100_000,
-    pipeline_timeout=30.0,
-    repeat=3,
+ROWS = (
+    Row("wskit", "wskit", "await"),
+    Row("wskit-cb", "wskit", "callback"),
+    Row("websockets", "websockets", "await"),
+    Row("aiohttp", "aiohttp", "await"),
+    Row("picows", "picows", "callback"),
+    Row("wskit-pure", "wskit", "await", pure=True),
+    Row("wskit-pure-cb", "wskit", "callback", pure=True),
 )
-#: A few seconds: enough to check that everything runs (used by the smoke test).
-QUICK = Settings(
-    duration=0.1,
-    max_round_trips=10_000,
-    warmup=10,
-    warmup_seconds=0.05,
-    pipeline_count=2_000,
-    pipeline_timeout=5.0,
-    repeat=1,
-)
-
-
-class BenchmarkError(Exception):
-    """An echo did not match what was sent, or a peer misbehaved."""
-
-
-# ---------------------------------------------------------------------------------------------
-# measuring the server: CPU time and affinity
-
-
-def _tasks(pid: int) -> list[int]:
-    """Thread ids of ``pid`` (just ``pid`` where ``/proc`` is missing)."""
-    try:
-        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return [pid]
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) used so far by every thread of ``pid``, or None.
-
-    ``schedstat`` counts nanoseconds; ``stat`` only clock ticks (10 ms), good enough over
-    the seconds that a cell lasts.
-    """
-    try:
-        total = 0
-        for tid in _tasks(pid):
-            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as file:
-                total += int(file.read().split()[0])
-        return total / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            # Fields after the ")" closing the command name: utime and stime are the 12th
-            # and 13th (fields 14 and 15 of proc(5)).
-            fields = file.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def cpu_source() -> str:
-    """Which counter :func:`process_cpu_seconds` reads on this machine."""
-    pid = os.getpid()
-    if os.path.exists(f"/proc/{pid}/task/{pid}/schedstat"):
-        return "/proc/<pid>/task/*/schedstat (ns)"
-    if os.path.exists(f"/proc/{pid}/stat"):
-        return "/proc/<pid>/stat utime+stime (clock ticks)"
-    return "unavailable"
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    """Pin every thread of ``pid`` to ``cpus`` (None: leave it alone)."""
-    if cpus is None or not hasattr(os, "sched_setaffinity"):
-        return
-    for tid in _tasks(pid):
-        with contextlib.suppress(OSError):  # a thread may have exited meanwhile
-            os.sched_setaffinity(tid, cpus)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pinning:
-    """Where each end runs: by default one shared core for both tests (see the module
-    docstring for why); optionally a core each. None: not pinned."""
-
-    round_trip_server: set[int] | None
-    round_trip_client: set[int] | None
-    pipeline_server: set[int] | None
-    pipeline_client: set[int] | None
-
-    @classmethod
-    def plan(
-        cls, enabled: bool, split_round_trip: bool = False, split_pipeline: bool = False
-    ) -> Pinning:
-        """Pin to the last usable CPU; a split client goes on the one before it."""
-        if not enabled or not hasattr(os, "sched_getaffinity"):
-            return cls(None, None, None, None)
-        cpus = sorted(os.sched_getaffinity(0))
-        last = {cpus[-1]}
-        other = {cpus[-2]} if len(cpus) > 1 else last
-        return cls(
-            round_trip_server=last,
-            round_trip_client=other if split_round_trip else last,
-            pipeline_server=last,
-            pipeline_client=other if split_pipeline else last,
-        )
-
-    def describe(self) -> str:
-        if self.round_trip_server is None:
-            return "not pinned"
-        return (
-            f"round trip: server on CPU {sorted(self.round_trip_server)}, client on CPU "
-            f"{sorted(self.round_trip_client or ())}; pipelined: server on CPU "
-            f"{sorted(self.pipeline_server or ())}, client on CPU "
-            f"{sorted(self.pipeline_client or ())}"
-        )
-
-
-class Probe:
-    """Marks the timed section of a cell: wall clock, CPU time of the server process and of
-    this (the client) process."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
-        self.t0 = self.t1 = 0.0
-        self.cpu0: float | None = None
-        self.cpu1: float | None = None
-        self.client0 = self.client1 = 0.0
-        self.stopped = False
-
-    def start(self) -> None:
-        self.cpu0 = process_cpu_seconds(self.server_pid)
-        self.client0 = time.process_time()
-        self.t0 = time.perf_counter()
-
-    def stop(self) -> None:
-        if self.stopped:
-            return
-        self.t1 = time.perf_counter()
-        self.client1 = time.process_time()
-        self.cpu1 = process_cpu_seconds(self.server_pid)
-        self.stopped = True
-
-    @property
-    def elapsed(self) -> float:
-        return self.t1 - self.t0
-
-    @property
-    def server_cpu(self) -> float | None:
-        if self.cpu0 is None or self.cpu1 is None:
-            return None
-        return self.cpu1 - self.cpu0
-
-    @property
-    def client_cpu(self) -> float:
-        return self.client1 - self.client0
-
-
-# ---------------------------------------------------------------------------------------------
-# event loops
-
-
-def run(coro: Coroutine[Any, Any, Any], use_uvloop: bool) -> Any:
-    """Run ``coro`` on uvloop or on the standard asyncio loop."""
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
-def uvloop_version() -> str | None:
-    try:
-        return importlib.metadata.version("uvloop")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+ROW = {row.name: row for row in ROWS}
 
 
 # ---------------------------------------------------------------------------------------------
 # servers: each an echo of every data message, in the library's most direct API
 
 
-async def start_wskit_server(port: int) -> Callable[[], Awaitable[None]]:
+async def start_wskit_server(port: int, deflate: bool = False) -> Callable[[], Awaitable[None]]:
+    """wskit's await API. ``deflate``: permessage-deflate with wskit's defaults (compression.py)."""
     import wskit.asyncio
     from wskit.exceptions import ConnectionClosed
 
@@ -295,17 +166,34 @@ async def start_wskit_server(port: int) -> Callable[[], Awaitable[None]]:
                 await send(await recv())
 
     server = await wskit.asyncio.serve(
-        echo, HOST, port, compression=None, ping_interval=None, max_size=MAX_MESSAGE
+        echo,
+        HOST,
+        port,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        max_size=MAX_MESSAGE,
     )
-
-    async def stop() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return stop
+    return server_stopper(server)
 
 
-async def start_websockets_server(port: int) -> Callable[[], Awaitable[None]]:
+async def start_wskit_callback_server(port: int) -> Callable[[], Awaitable[None]]:
+    """wskit's callback API: the handler echoes from ``on_message``, no task per message."""
+    import wskit.asyncio
+    from wskit.handlers import Handler
+
+    class Echo(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            self.send(message)
+
+    server = await wskit.asyncio.serve(
+        Echo, HOST, port, compression=None, ping_interval=None, max_size=MAX_MESSAGE
+    )
+    return server_stopper(server)
+
+
+async def start_websockets_server(
+    port: int, deflate: bool = False
+) -> Callable[[], Awaitable[None]]:
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.exceptions import ConnectionClosed
 
@@ -316,21 +204,21 @@ async def start_websockets_server(port: int) -> Callable[[], Awaitable[None]]:
                 await send(await recv())
 
     server = await serve(
-        echo, HOST, port, compression=None, ping_interval=None, max_size=MAX_MESSAGE
+        echo,
+        HOST,
+        port,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        max_size=MAX_MESSAGE,
     )
-
-    async def stop() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return stop
+    return server_stopper(server)
 
 
-async def start_aiohttp_server(port: int) -> Callable[[], Awaitable[None]]:
+async def start_aiohttp_server(port: int, deflate: bool = False) -> Callable[[], Awaitable[None]]:
     from aiohttp import WSMsgType, web
 
     async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE, heartbeat=None)
+        ws = web.WebSocketResponse(compress=deflate, max_msg_size=MAX_MESSAGE, heartbeat=None)
         await ws.prepare(request)
         while True:
             message = await ws.receive()
@@ -368,6 +256,11 @@ async def start_picows_server(port: int) -> Callable[[], Awaitable[None]]:
     server = await ws_create_server(
         lambda request: Echo(), HOST, port, max_frame_size=MAX_MESSAGE, enable_auto_ping=False
     )
+    return server_stopper(server)
+
+
+def server_stopper(server: Any) -> Callable[[], Awaitable[None]]:
+    """The coroutine function that closes an asyncio-style server and waits for it."""
 
     async def stop() -> None:
         server.close()
@@ -376,94 +269,16 @@ async def start_picows_server(port: int) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-#: Starts a server on a port; returns the coroutine function that stops it.
-ServerStarter = Callable[[int], Awaitable[Callable[[], Awaitable[None]]]]
-
+#: The server of each row; a pure row's server is its twin's, run with WSKIT_NO_EXTENSIONS=1.
 SERVERS: dict[str, ServerStarter] = {
     "wskit": start_wskit_server,
+    "wskit-cb": start_wskit_callback_server,
     "websockets": start_websockets_server,
     "aiohttp": start_aiohttp_server,
     "picows": start_picows_server,
+    "wskit-pure": start_wskit_server,
+    "wskit-pure-cb": start_wskit_callback_server,
 }
-
-
-async def serve_until_orphaned(
-    lib: str, port: int, servers: Mapping[str, ServerStarter] | None = None
-) -> None:
-    """Serve until the parent process is gone or :data:`SERVER_LIFETIME` has passed.
-
-    ``servers`` maps a library to the function starting its server (default: the echo servers
-    above); other benchmarks pass their own and reuse this loop.
-    """
-    stop = await (SERVERS if servers is None else servers)[lib](port)
-    parent = os.getppid()
-    end = time.monotonic() + SERVER_LIFETIME
-    try:
-        while os.getppid() == parent and time.monotonic() < end:
-            await asyncio.sleep(0.5)
-    finally:
-        await asyncio.wait_for(stop(), CLOSE_TIMEOUT)
-
-
-def serve_main(
-    lib: str, port: int, use_uvloop: bool, servers: Mapping[str, ServerStarter] | None = None
-) -> int:
-    run(serve_until_orphaned(lib, port, servers), use_uvloop)
-    return 0
-
-
-class ServerProcess:
-    """One library's echo server in a subprocess of its own.
-
-    ``script`` is the benchmark whose ``--serve LIB --port N [--uvloop]`` mode runs the server:
-    this file by default; other benchmarks pass their own path to start their own servers.
-    """
-
-    def __init__(self, lib: str, use_uvloop: bool, script: Path | None = None) -> None:
-        self.lib = lib
-        self.port = free_port()
-        command = [sys.executable, str(script or Path(__file__).resolve()), "--serve", lib]
-        command += ["--port", str(self.port)]
-        if use_uvloop:
-            command.append("--uvloop")
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        )
-        self.url = f"ws://{HOST}:{self.port}/"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_listening(self) -> None:
-        """Poll the port until the server accepts connections (bounded)."""
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise BenchmarkError(f"{self.lib} server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1.0):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"{self.lib} server did not start listening") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(CLOSE_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,8 +396,16 @@ async def pipelined(
     return received, not pending
 
 
+async def close_awaitable(client: AwaitableClient) -> None:
+    await client.close()
+
+
 # ---------------------------------------------------------------------------------------------
-# picows: callback-based; the loops run inside its frame callback, as picows is meant to be used
+# clients with a callback API: picows and wskit's Handler. The loops run inside the message
+# callback, as these APIs are meant to be used. Each client object has three attributes the
+# loops use: ``send_payload(payload)`` sends a binary message now, ``on_size`` (set by the
+# loop) is called with the size of every binary message received, and ``writable`` is an
+# asyncio.Event cleared while the transport's write buffer is above its high-water mark.
 
 
 def picows_client_class() -> type[Any]:
@@ -592,33 +415,30 @@ def picows_client_class() -> type[Any]:
     close = WSMsgType.CLOSE
 
     class PicowsClient(WSListener):
-        """Hands the size of every binary message to ``on_message``; tracks write pauses."""
-
         def __init__(self) -> None:
             super().__init__()
             self.transport: WSTransport | None = None
-            self.on_message: Callable[[int], None] = lambda size: None
-            self.writable: asyncio.Event | None = None
+            self.send_payload: Callable[[bytes], None] = lambda payload: None
+            self.on_size: Callable[[int], None] = lambda size: None
+            self.writable = asyncio.Event()
+            self.writable.set()
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             self.transport = transport
-            self.writable = asyncio.Event()
-            self.writable.set()
+            self.send_payload = functools.partial(transport.send, binary)
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             msg_type = frame.msg_type
             if msg_type is binary:
-                self.on_message(frame.payload_size)
+                self.on_size(frame.payload_size)
             elif msg_type is close:
                 transport.disconnect()
 
         def pause_writing(self) -> None:
-            if self.writable is not None:
-                self.writable.clear()
+            self.writable.clear()
 
         def resume_writing(self) -> None:
-            if self.writable is not None:
-                self.writable.set()
+            self.writable.set()
 
     return PicowsClient
 
@@ -640,28 +460,64 @@ async def close_picows(client: Any) -> None:
     await transport.wait_disconnected()
 
 
-async def picows_round_trip(client: Any, payload: bytes, settings: Settings, probe: Probe) -> int:
-    """:func:`round_trip` for picows."""
-    await picows_exchange(client, payload, settings.warmup, settings.warmup_seconds)
+def wskit_handler_class() -> type[Any]:
+    from wskit.handlers import Handler
+
+    class WskitClient(Handler):
+        def __init__(self) -> None:
+            self.send_payload: Callable[[bytes], None] = self.send
+            self.on_size: Callable[[int], None] = lambda size: None
+            self.writable = asyncio.Event()
+            self.writable.set()
+
+        def on_message(self, message: str | bytes) -> None:
+            self.on_size(len(message))
+
+        def on_pause_writing(self) -> None:
+            self.writable.clear()
+
+        def on_resume_writing(self) -> None:
+            self.writable.set()
+
+    return WskitClient
+
+
+async def connect_wskit_callback(url: str) -> Any:
+    import wskit.asyncio
+
+    ws = await wskit.asyncio.connect(
+        url,
+        handler=wskit_handler_class(),
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_MESSAGE,
+    )
+    return ws.handler
+
+
+async def close_wskit_callback(client: Any) -> None:
+    await client.connection.close()
+
+
+async def callback_round_trip(client: Any, payload: bytes, settings: Settings, probe: Probe) -> int:
+    """:func:`round_trip` for a callback client."""
+    await callback_exchange(client, payload, settings.warmup, settings.warmup_seconds)
     probe.start()
-    done = await picows_exchange(client, payload, settings.max_round_trips, settings.duration)
+    done = await callback_exchange(client, payload, settings.max_round_trips, settings.duration)
     probe.stop()
     return done
 
 
-async def picows_exchange(client: Any, payload: bytes, limit: int, seconds: float) -> int:
-    """:func:`exchange` for picows: each echo's callback sends the next message."""
-    from picows import WSMsgType
-
+async def callback_exchange(client: Any, payload: bytes, limit: int, seconds: float) -> int:
+    """:func:`exchange` for a callback client: each echo's callback sends the next message."""
     finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    send = client.transport.send
-    binary = WSMsgType.BINARY
+    send = client.send_payload
     size = len(payload)
     clock = time.perf_counter
     deadline = clock() + seconds
     done = 0
 
-    def on_message(reply_size: int) -> None:
+    def on_size(reply_size: int) -> None:
         nonlocal done
         if finished.done():
             return
@@ -673,43 +529,41 @@ async def picows_exchange(client: Any, payload: bytes, limit: int, seconds: floa
         elif done >= limit or clock() >= deadline:
             finished.set_result(done)
         else:
-            send(binary, payload)
+            send(payload)
 
     if limit <= 0:
         return 0
-    client.on_message = on_message
-    send(binary, payload)
+    client.on_size = on_size
+    send(payload)
     return await finished
 
 
-async def picows_pipelined(
+async def callback_pipelined(
     client: Any, payload: bytes, settings: Settings, probe: Probe
 ) -> tuple[int, bool]:
-    """:func:`pipelined` for picows: one loop sends, the frame callback counts the echoes."""
-    from picows import WSMsgType
-
-    await picows_exchange(client, payload, settings.warmup, settings.warmup_seconds)
+    """:func:`pipelined` for a callback client: one loop sends (pausing while the transport
+    says so), the message callback counts the echoes."""
+    await callback_exchange(client, payload, settings.warmup, settings.warmup_seconds)
     finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     count = settings.pipeline_count
     received = 0
 
-    def on_message(reply_size: int) -> None:
+    def on_size(reply_size: int) -> None:
         nonlocal received
         received += 1
         if received >= count and not finished.done():
             probe.stop()
             finished.set_result(None)
 
-    client.on_message = on_message
-    send = client.transport.send
-    binary = WSMsgType.BINARY
+    client.on_size = on_size
+    send = client.send_payload
     writable: asyncio.Event = client.writable
     clock = time.perf_counter
     probe.start()
     deadline = probe.t0 + settings.pipeline_timeout
     try:
         for _ in range(count):
-            send(binary, payload)
+            send(payload)
             if not writable.is_set():  # honour the transport's flow control, as the others do
                 await asyncio.wait_for(writable.wait(), max(0.0, deadline - clock()))
         await asyncio.wait_for(asyncio.shield(finished), max(0.0, deadline - clock()))
@@ -720,329 +574,409 @@ async def picows_pipelined(
 
 
 # ---------------------------------------------------------------------------------------------
-# cells
-
-
-ConnectFunction = Callable[[str], Awaitable[Any]]
-CONNECT: dict[str, ConnectFunction] = {
-    "wskit": connect_wskit,
-    "websockets": connect_websockets,
-    "aiohttp": connect_aiohttp,
-    "picows": connect_picows,
-}
+# the client process: runs the cells it is sent, one JSON line each way
 
 
 @dataclasses.dataclass(frozen=True)
-class Column:
-    """One column of the tables: a round-trip payload size, or the pipelined test."""
+class Driver:
+    """How the loops drive one row's client."""
 
-    label: str
+    connect: Callable[[str], Awaitable[Any]]
+    round_trip: Callable[[Any, bytes, Settings, Probe], Awaitable[int]]
+    pipelined: Callable[[Any, bytes, Settings, Probe], Awaitable[tuple[int, bool]]]
+    close: Callable[[Any], Awaitable[None]]
+
+
+def driver(row: Row) -> Driver:
+    if row.lib == "picows":
+        return Driver(connect_picows, callback_round_trip, callback_pipelined, close_picows)
+    if row.lib == "wskit" and row.api == "callback":
+        return Driver(
+            connect_wskit_callback, callback_round_trip, callback_pipelined, close_wskit_callback
+        )
+    connect = {"wskit": connect_wskit, "websockets": connect_websockets}.get(
+        row.lib, connect_aiohttp
+    )
+    return Driver(connect, round_trip, pipelined, close_awaitable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One cell, as the parent sends it to a client process."""
+
+    url: str
+    server_pid: int
     size: int
     pipelined: bool
+    settings: dict[str, Any]
 
 
-def columns(settings: Settings) -> list[Column]:
-    result = [Column(format_size(size), size, False) for size in SIZES]
-    result.append(
-        Column(f"pipelined {settings.pipeline_count:,} x {PIPELINE_SIZE} B", PIPELINE_SIZE, True)
-    )
-    return result
-
-
-def format_size(size: int) -> str:
-    if size >= 1024 * 1024:
-        return f"{size // (1024 * 1024)} MiB"
-    if size >= 1024:
-        return f"{size // 1024} KiB"
-    return f"{size} B"
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """One measurement of one cell."""
-
-    messages: int
-    seconds: float
-    server_cpu: float | None
-    client_cpu: float | None = None
-    complete: bool = True
-    error: str | None = None
-
-    @property
-    def rate(self) -> float | None:
-        if self.error is not None or self.seconds <= 0 or self.messages == 0:
-            return None
-        return self.messages / self.seconds
-
-    @property
-    def cpu_us(self) -> float | None:
-        if self.error is not None or self.server_cpu is None or self.messages == 0:
-            return None
-        return self.server_cpu / self.messages * 1e6
-
-    @property
-    def client_cpu_us(self) -> float | None:
-        if self.error is not None or self.client_cpu is None or self.messages == 0:
-            return None
-        return self.client_cpu / self.messages * 1e6
-
-
-async def measure(
-    lib: str, server: ServerProcess, column: Column, settings: Settings, pinning: Pinning
-) -> Sample:
+async def measure(drive: Driver, request: Request) -> Sample:
     """Open a connection, run one cell on it, close it; every step bounded."""
-    if column.pipelined:
-        pin(server.pid, pinning.pipeline_server)
-        pin(os.getpid(), pinning.pipeline_client)
+    settings = Settings(**request.settings)
+    if request.pipelined:
         bound = settings.pipeline_timeout + settings.warmup_seconds + CELL_GRACE
     else:
-        pin(server.pid, pinning.round_trip_server)
-        pin(os.getpid(), pinning.round_trip_client)
         bound = settings.duration + settings.warmup_seconds + CELL_GRACE
-    payload = os.urandom(column.size)
-    probe = Probe(server.pid)
-    client = await asyncio.wait_for(CONNECT[lib](server.url), OPEN_TIMEOUT)
+    payload = os.urandom(request.size)
+    probe = Probe(request.server_pid)
+    client = await asyncio.wait_for(drive.connect(request.url), OPEN_TIMEOUT)
     complete = True
     try:
-        if lib == "picows":
-            if column.pipelined:
-                messages, complete = await asyncio.wait_for(
-                    picows_pipelined(client, payload, settings, probe), bound
-                )
-            else:
-                messages = await asyncio.wait_for(
-                    picows_round_trip(client, payload, settings, probe), bound
-                )
-        elif column.pipelined:
+        if request.pipelined:
             messages, complete = await asyncio.wait_for(
-                pipelined(client, payload, settings, probe), bound
+                drive.pipelined(client, payload, settings, probe), bound
             )
         else:
-            messages = await asyncio.wait_for(round_trip(client, payload, settings, probe), bound)
+            messages = await asyncio.wait_for(
+                drive.round_trip(client, payload, settings, probe), bound
+            )
     finally:
-        closing = close_picows(client) if lib == "picows" else client.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(closing, CLOSE_TIMEOUT)
+            await asyncio.wait_for(drive.close(client), CLOSE_TIMEOUT)
     return Sample(messages, probe.elapsed, probe.server_cpu, probe.client_cpu, complete)
 
 
-async def run_cells(
-    libs: Sequence[str],
-    servers: dict[str, ServerProcess],
+def client_main(name: str, use_uvloop: bool) -> int:
+    """``--client ROW``: say hello (which wskit core this process runs), then run every cell
+    read from stdin and answer each with its sample; exit when stdin closes."""
+    row = ROW[name]
+    drive = driver(row)
+    hello = {"implementation": common.wskit_implementation() if row.lib == "wskit" else None}
+    print(json.dumps(hello), flush=True)
+    for line in sys.stdin:
+        request = Request(**json.loads(line))
+        try:
+            sample = common.run(measure(drive, request), use_uvloop)
+        except Exception as exc:
+            sample = Sample(0, 0.0, None, None, False, f"{type(exc).__name__}: {exc}")
+        print(json.dumps(dataclasses.asdict(sample)), flush=True)
+    return 0
+
+
+class ClientProcess:
+    """One row's client in a subprocess of its own, run cell by cell over its stdin/stdout."""
+
+    def __init__(self, row: Row, use_uvloop: bool) -> None:
+        self.row = row
+        command = [sys.executable, str(SCRIPT), "--client", row.name]
+        if use_uvloop:
+            command.append("--uvloop")
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=row.environment(),
+        )
+        self.replies: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.implementation: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.replies.put(line)
+        self.replies.put(None)
+
+    def _reply(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            raise BenchmarkError(
+                f"{self.row.name} client gave no answer in {timeout:g} s"
+            ) from None
+        if line is None:
+            raise BenchmarkError(f"{self.row.name} client exited with {self.process.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def wait_ready(self) -> None:
+        self.implementation = self._reply(common.SERVER_START_TIMEOUT)["implementation"]
+
+    def measure(self, request: Request, timeout: float) -> Sample:
+        assert self.process.stdin is not None
+        if self.process.poll() is not None:
+            raise BenchmarkError(f"{self.row.name} client is gone")
+        self.process.stdin.write(json.dumps(dataclasses.asdict(request)) + "\n")
+        self.process.stdin.flush()
+        return Sample(**self._reply(timeout))
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# cells
+
+
+def columns() -> list[Column]:
+    result = [Column(common.format_size(size), size, False) for size in SIZES]
+    result += [Column(f"pipelined {common.format_size(s)}", s, True) for s in PIPELINE_SIZES]
+    return result
+
+
+#: results[side][row][column label] = the samples of that cell, one per repetition.
+Results = dict[str, dict[str, dict[str, list[Sample]]]]
+
+
+def run_cells(
+    rows: Sequence[Row],
+    generator: str,
+    servers: Mapping[str, ServerProcess],
+    clients: Mapping[str, ClientProcess],
+    *,
     settings: Settings,
     pinning: Pinning,
-    log: Callable[[str], None],
-) -> dict[str, dict[str, list[Sample]]]:
-    """Every cell ``settings.repeat`` times; libraries interleaved, their order rotated."""
-    cols = columns(settings)
-    results: dict[str, dict[str, list[Sample]]] = {lib: {c.label: [] for c in cols} for lib in libs}
+) -> Results:
+    """Every cell of every row on both sides, ``settings.repeat`` times; rows interleaved,
+    their order rotated each repetition."""
+    cols = columns()
+    names = [row.name for row in rows]
+    results: Results = {
+        side: {name: {c.label: [] for c in cols} for name in names} for side in SIDES
+    }
     for rep in range(settings.repeat):
-        order = list(libs[rep % len(libs) :]) + list(libs[: rep % len(libs)])
+        order = names[rep % len(names) :] + names[: rep % len(names)]
         for column in cols:
-            for lib in order:
-                try:
-                    sample = await measure(lib, servers[lib], column, settings, pinning)
-                except Exception as exc:
-                    sample = Sample(0, 0.0, None, None, False, f"{type(exc).__name__}: {exc}")
-                results[lib][column.label].append(sample)
-                log(
-                    f"[{rep + 1}/{settings.repeat}] {lib:<10} {column.label:<22} {describe(sample)}"
-                )
+            if column.pipelined:
+                server_cpus, client_cpus = pinning.pipeline_server, pinning.pipeline_client
+                bound = settings.pipeline_timeout
+            else:
+                server_cpus, client_cpus = pinning.round_trip_server, pinning.round_trip_client
+                bound = settings.duration
+            bound += settings.warmup_seconds + OPEN_TIMEOUT + CLOSE_TIMEOUT + 2 * CELL_GRACE
+            for name in order:
+                for side in SIDES:
+                    server = servers[name if side == "server" else generator]
+                    client = clients[generator if side == "server" else name]
+                    common.pin(server.pid, server_cpus)
+                    common.pin(client.pid, client_cpus)
+                    request = Request(
+                        server.url,
+                        server.pid,
+                        column.size,
+                        column.pipelined,
+                        dataclasses.asdict(settings),
+                    )
+                    try:
+                        sample = client.measure(request, bound)
+                    except Exception as exc:
+                        sample = Sample(0, 0.0, None, None, False, f"{type(exc).__name__}: {exc}")
+                    results[side][name][column.label].append(sample)
+                    common.log(
+                        f"[{rep + 1}/{settings.repeat}] {side} {name:<13} {column.label:<15} "
+                        f"{describe(sample, side)}"
+                    )
     return results
 
 
-def describe(sample: Sample) -> str:
+def describe(sample: Sample, side: str) -> str:
     if sample.error is not None:
         return f"ERROR {sample.error}"
     rate = f"{sample.rate:,.0f}/s" if sample.rate is not None else "-"
-    cpu = f"{sample.cpu_us:,.1f}" if sample.cpu_us is not None else "n/a"
-    client = f"{sample.client_cpu_us:,.1f}" if sample.client_cpu_us is not None else "n/a"
+    cpu = sample.cpu_us if side == "server" else sample.client_cpu_us
+    other = sample.client_cpu_us if side == "server" else sample.cpu_us
     partial = "" if sample.complete else f" (time limit hit after {sample.messages:,} messages)"
     return (
-        f"{sample.messages:>8,} msgs {rate:>12}  CPU us/msg: server {cpu}, client {client}{partial}"
+        f"{sample.messages:>8,} msgs {rate:>12}  CPU us/msg: {side} {fmt(cpu, '{:,.2f}')}, "
+        f"peer {fmt(other, '{:,.2f}')}{partial}"
     )
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else pattern.format(value)
 
 
 # ---------------------------------------------------------------------------------------------
 # report
 
 
-@dataclasses.dataclass(frozen=True)
-class Summary:
-    value: float | None
-    partial: bool
-    error: str | None
+def metric(side: str, what: str) -> Callable[[Sample], float | None]:
+    """The figure of one side: its CPU time per message (``cpu``) or the rate (``rate``)."""
+    if what == "rate":
+        return lambda s: s.rate
+    return (lambda s: s.cpu_us) if side == "server" else (lambda s: s.client_cpu_us)
 
 
-def summarize(samples: list[Sample], metric: Callable[[Sample], float | None]) -> Summary:
-    """The median over repetitions; an error only if no repetition produced a value."""
-    values = [v for v in (metric(s) for s in samples) if v is not None]
-    errors = [s.error for s in samples if s.error is not None]
-    partial = any(not s.complete and s.error is None for s in samples)
-    if not values:
-        return Summary(None, partial, errors[0] if errors else None)
-    return Summary(statistics.median(values), partial, None)
-
-
-def table(
-    title: str,
-    *,
-    libs: Sequence[str],
-    cols: Sequence[Column],
-    results: dict[str, dict[str, list[Sample]]],
-    metric: Callable[[Sample], float | None],
-    higher_is_better: bool,
-    unit: Callable[[float], str],
-) -> str:
-    """A text table: rows = libraries, columns = sizes; each cell is value and ratio to best."""
-    cells: dict[str, list[str]] = {}
-    for column in cols:
-        summaries = {lib: summarize(results[lib][column.label], metric) for lib in libs}
-        values = [s.value for s in summaries.values() if s.value is not None]
-        best = (max(values) if higher_is_better else min(values)) if values else None
-        for lib in libs:
-            summary = summaries[lib]
-            if summary.value is None:
-                text = "error" if summary.error else "n/a"
-            else:
-                ratio = summary.value / best if best else 0.0
-                text = f"{unit(summary.value)} ({ratio:.2f}x)"
-                if summary.partial:
-                    text += "*"
-            cells.setdefault(lib, []).append(text)
-    header = ["library", *(c.label for c in cols)]
-    rows = [[lib, *cells[lib]] for lib in libs]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        first = row[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest]).rstrip()
-
-    rule = "-" * len(line(header))
-    return "\n".join([title, rule, line(header), rule, *(line(row) for row in rows), rule])
-
-
-def version_of(lib: str) -> str:
-    if lib == "wskit":
-        try:
-            import wskit
-
-            version = str(getattr(wskit, "__version__", "?"))
-        except ImportError:
-            return "not installed"
-        commit = git_commit()
-        return f"{version} ({commit})" if commit else version
-    try:
-        return importlib.metadata.version(lib)  # distribution name = import name
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def wskit_implementation() -> str:
-    """``compiled`` or ``pure``: which core wskit runs here (servers inherit the environment,
-    hence ``WSKIT_NO_EXTENSIONS``)."""
-    try:
-        from wskit.core import IMPLEMENTATION
-    except ImportError:
-        return "not installed"
-    return str(IMPLEMENTATION)
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+def ratio(results: Results, side: str, row: Row, label: str, what: str) -> float | None:
+    """This row's median over its reference's (None if either is missing)."""
+    samples = results[side]
+    if row.reference not in samples:
         return None
-    return result.stdout.strip() or None
+    ours = common.summarize(samples[row.name][label], metric(side, what)).value
+    theirs = common.summarize(samples[row.reference][label], metric(side, what)).value
+    return ours / theirs if ours is not None and theirs else None
 
 
-def load_average() -> str:
-    """The 1-minute load average: other work on the machine makes every number noisier."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except (OSError, AttributeError):
-        return "?"
+def side_table(side: str, rows: Sequence[Row], results: Results, generator: str) -> str:
+    """Two lines per row (CPU time per message, then rate), one cell per column; each cell
+    is the median and, in parentheses, its ratio to the row named under ``vs``."""
+    cols = columns()
+    if side == "server":
+        title = [
+            f"SERVER under test: every server driven by the same load generator, the "
+            f"{generator} client",
+            "CPU/msg: the server process's CPU time per message (user + system, all threads), "
+            "the main figure",
+        ]
+    else:
+        title = [
+            f"CLIENT under test: every client against the same echo server, the {generator} server",
+            "CPU/msg: the client process's CPU time per message (user + system, all threads; "
+            "the process runs nothing else), the main figure",
+        ]
+    title.append(
+        "rate: messages per second; (x) = this row / the row under 'vs' "
+        "(CPU/msg: lower is better; rate: higher is better)"
+    )
+    header = ["row", "vs", "", *(c.label for c in cols)]
+    lines: list[list[str]] = []
+    for row in rows:
+        for what, name, unit in (
+            ("cpu", "CPU/msg", lambda v: f"{v:,.1f} us"),
+            ("rate", "rate", lambda v: f"{v:,.0f}/s"),
+        ):
+            cells = []
+            for column in cols:
+                summary = common.summarize(
+                    results[side][row.name][column.label], metric(side, what)
+                )
+                if summary.value is None:
+                    cells.append("error" if summary.error else "n/a")
+                    continue
+                r = ratio(results, side, row, column.label, what)
+                text = unit(summary.value) + (f" ({r:.2f}x)" if r is not None else " (-)")
+                cells.append(text + ("*" if summary.partial else ""))
+            lines.append([row.name, row.reference, name, *cells])
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        left = [cell.ljust(width) for cell, width in zip(cells[:3], widths[:3], strict=True)]
+        right = [cell.rjust(width) for cell, width in zip(cells[3:], widths[3:], strict=True)]
+        return "  ".join(left + right).rstrip()
+
+    rule = "-" * len(render(header))
+    return "\n".join([*title, rule, render(header), rule, *(render(line) for line in lines), rule])
 
 
-def machine_info(
-    libs: Sequence[str], use_uvloop: bool, pinning: Pinning, settings: Settings
-) -> str:
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    loop = f"uvloop {uvloop_version()}" if use_uvloop else "asyncio (standard loop)"
-    lines = [
-        f"date:      {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"python:    {platform.python_implementation()} {platform.python_version()}"
-        f" on {platform.system()} {platform.release()} ({platform.machine()})",
-        f"cpus:      {os.cpu_count()} (usable: {affinity if affinity is not None else '?'})",
-        f"loop:      {loop}, on both ends of every library",
-        f"pinning:   {pinning.describe()}",
-        f"cpu time:  server process, {cpu_source()}",
-        f"run:       {settings.duration:g} s per round-trip cell (at most "
-        f"{settings.max_round_trips:,} round trips) after {settings.warmup} warm-up round "
-        f"trips; pipelined {settings.pipeline_count:,} x {PIPELINE_SIZE} B (limit "
-        f"{settings.pipeline_timeout:g} s); median of {settings.repeat}",
-        "libraries: " + ", ".join(f"{lib} {version_of(lib)}" for lib in libs),
-        f"load:      {load_average()} (1-minute load average before the run)",
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One of issue #3's targets: a ratio bound over some columns, for the rows it concerns."""
+
+    what: str  # "cpu" or "rate"
+    bound: float
+    labels: tuple[str, ...]
+    pure: bool = False  # for the pure-Python rows (against websockets) instead
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.what == "rate" else value <= self.bound
+
+
+SMALL = ("32 B", "1 KiB", "pipelined 32 B", "pipelined 1 KiB")
+TARGETS = (
+    Target("cpu", 0.90, SMALL),
+    Target("rate", 1.00, ("32 B", "1 KiB", "64 KiB", "1 MiB")),
+    Target("cpu", 1.00, ("64 KiB", "1 MiB")),
+    Target("cpu", 0.67, SMALL, pure=True),
+)
+
+
+def target_lines(rows: Sequence[Row], results: Results) -> list[str]:
+    """Where every wskit row stands against each of issue #3's targets, on each side."""
+    lines = ["Issue #3 targets (ratio of medians, this row / the reference):"]
+    for target in TARGETS:
+        for row in rows:
+            if row.lib != "wskit" or row.pure != target.pure:
+                continue
+            for side in SIDES:
+                ratios = [ratio(results, side, row, label, target.what) for label in target.labels]
+                shown = ", ".join(
+                    f"{label} {'n/a' if r is None else f'{r:.2f}x'}"
+                    for label, r in zip(target.labels, ratios, strict=True)
+                )
+                if any(r is None for r in ratios):
+                    verdict = "n/a"
+                else:
+                    verdict = "met" if all(target.met(r) for r in ratios if r) else "NOT met"
+                sign = ">=" if target.what == "rate" else "<="
+                name = "CPU/msg" if target.what == "cpu" else "rate"
+                lines.append(
+                    f"  {side:<6} {row.name:<13} {name} {sign} {target.bound:.2f}x "
+                    f"{row.reference}: {shown} -> {verdict}"
+                )
+    return lines
+
+
+def report(rows: Sequence[Row], results: Results, generator: str, settings: Settings) -> str:
+    parts = [
+        side_table("server", rows, results, generator),
+        "",
+        side_table("client", rows, results, generator),
+        "",
+        *target_lines(rows, results),
     ]
-    return "\n".join(lines)
-
-
-def report(
-    libs: Sequence[str],
-    results: dict[str, dict[str, list[Sample]]],
-    settings: Settings,
-) -> str:
-    cols = columns(settings)
-    rates = table(
-        "Messages per second (round trip: 1 in flight; pipelined: all in flight); "
-        "ratio to the fastest",
-        libs=libs,
-        cols=cols,
-        results=results,
-        metric=lambda s: s.rate,
-        higher_is_better=True,
-        unit=lambda v: f"{v:,.0f}/s",
-    )
-    cpu = table(
-        "Server CPU time per message (user + system); ratio to the cheapest",
-        libs=libs,
-        cols=cols,
-        results=results,
-        metric=lambda s: s.cpu_us,
-        higher_is_better=False,
-        unit=lambda v: f"{v:,.1f} us",
-    )
-    client = table(
-        "Client CPU time per message (this process; user + system); ratio to the cheapest",
-        libs=libs,
-        cols=cols,
-        results=results,
-        metric=lambda s: s.client_cpu_us,
-        higher_is_better=False,
-        unit=lambda v: f"{v:,.1f} us",
-    )
-    parts = [rates, "", cpu, "", client]
     notes = []
-    for lib in libs:
-        for label, samples in results[lib].items():
-            for i, sample in enumerate(samples):
-                if sample.error is not None:
-                    notes.append(f"  {lib}, {label}, repetition {i + 1}: {sample.error}")
-                elif not sample.complete:
-                    notes.append(
-                        f"  {lib}, {label}, repetition {i + 1}: time limit hit after "
-                        f"{sample.messages:,} of {settings.pipeline_count:,} messages"
-                    )
+    for side in SIDES:
+        for name, row in results[side].items():
+            for label, samples in row.items():
+                for i, sample in enumerate(samples):
+                    if sample.error is not None:
+                        notes.append(
+                            f"  {side} {name}, {label}, repetition {i + 1}: {sample.error}"
+                        )
+                    elif not sample.complete:
+                        notes.append(
+                            f"  {side} {name}, {label}, repetition {i + 1}: time limit hit "
+                            f"after {sample.messages:,} of {settings.pipeline_count:,} messages"
+                        )
     if notes:
         parts += ["", "* = time limit hit (rate over the messages that arrived). Problems:", *notes]
     return "\n".join(parts)
+
+
+def machine_info(
+    rows: Sequence[Row],
+    generator: str,
+    use_uvloop: bool,
+    *,
+    pinning: Pinning,
+    settings: Settings,
+    clients: Mapping[str, ClientProcess],
+) -> str:
+    libs = dict.fromkeys([*(row.lib for row in rows), generator])
+    cores = ", ".join(
+        f"{row.name} {clients[row.name].implementation}" for row in rows if row.lib == "wskit"
+    )
+    lines = [
+        *common.machine_lines(),
+        f"loop:      {common.loop_name(use_uvloop)}, in every server and client process",
+        f"pinning:   {pinning.describe()}",
+        f"peers:     load generator: the {generator} client (for every server); echo server: "
+        f"the {generator} server (for every client)",
+        f"cpu time:  server: {common.cpu_source()}; client: time.process_time() in its own process",
+        f"run:       {settings.duration:g} s per round-trip cell (at most "
+        f"{settings.max_round_trips:,} round trips) after {settings.warmup} warm-up round "
+        f"trips; pipelined {settings.pipeline_count:,} messages (limit "
+        f"{settings.pipeline_timeout:g} s); median of {settings.repeat}",
+        "libraries: " + ", ".join(f"{lib} {common.version_of(lib)}" for lib in libs),
+        f"wskit core: {cores or 'no wskit row'} (as each client process reports it; "
+        "its server runs with the same environment)",
+        f"load:      {common.load_average()} (1-minute load average before the run)",
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1051,16 +985,22 @@ def report(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Echo benchmark: wskit against websockets, aiohttp and picows."
+        description="Echo benchmark: wskit against websockets, aiohttp and picows; one common "
+        "load generator for every server and one common echo server for every client."
     )
-    parser.add_argument("--quick", action="store_true", help="a few seconds instead of minutes")
-    parser.add_argument(
-        "--libs",
-        default=",".join(LIBRARIES),
-        help="comma-separated subset of " + ",".join(LIBRARIES),
+    common.add_common_arguments(
+        parser,
+        LIBRARIES,
+        quick="a few seconds instead of minutes",
+        libs_help=(
+            "comma-separated libraries ("
+            + ",".join(LIBRARIES)
+            + ") or rows ("
+            + ",".join(ROW)
+            + "); a library selects all its rows; the reference rows (picows, websockets) "
+            "are added when installed"
+        ),
     )
-    parser.add_argument("--no-uvloop", action="store_true", help="standard asyncio loop")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--split-round-trip",
         action="store_true",
@@ -1071,83 +1011,86 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the pipelined test with server and client on two different CPUs (default: one)",
     )
-    parser.add_argument("--repeat", type=int, help="repetitions of each cell (median reported)")
-    parser.add_argument("--duration", type=float, help="seconds per round-trip cell")
     parser.add_argument("--pipeline", type=int, help="messages in the pipelined test")
-    parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
-    # Server mode, used by the client side to start each library's server.
-    parser.add_argument("--serve", choices=LIBRARIES, help=argparse.SUPPRESS)
+    # Subprocess modes: a row's server, or a row's client driven over stdin/stdout.
+    parser.add_argument("--serve", choices=ROW, help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=ROW, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def use_checkout() -> None:
-    """Import wskit from this checkout's ``src`` (the code under test), if it is there."""
-    if SRC.is_dir() and str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
-    # Servers are started with the same interpreter; they find the checkout the same way.
+def choose_rows(text: str) -> list[Row] | None:
+    """The rows ``--libs`` names (libraries select all their rows), plus their references;
+    rows whose library is missing are skipped with a note. None if a name is unknown."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in LIBRARIES and name not in ROW]
+    if unknown or not names:
+        print(f"unknown libraries: {', '.join(unknown) or '(none given)'}", file=sys.stderr)
+        return None
+    chosen = {row.name for row in ROWS if row.lib in names or row.name in names}
+    chosen |= {ROW[name].reference for name in chosen}
+    rows = []
+    for row in ROWS:
+        if row.name in chosen:
+            if row.available():
+                rows.append(row)
+            else:
+                print(f"skipping {row.name}: {row.lib} (or its API) not installed", file=sys.stderr)
+    return rows or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    use_checkout()
+    common.use_checkout()
     if args.serve:
-        return serve_main(args.serve, args.port, args.uvloop)
+        return common.serve_main(args.serve, args.port, args.uvloop, SERVERS)
+    if args.client:
+        return client_main(args.client, args.uvloop)
 
-    settings = QUICK if args.quick else FULL
-    if args.repeat is not None:
-        settings = dataclasses.replace(settings, repeat=max(1, args.repeat))
-    if args.duration is not None:
-        settings = dataclasses.replace(settings, duration=args.duration)
+    settings = common.apply_arguments(QUICK if args.quick else FULL, args)
     if args.pipeline is not None:
         settings = dataclasses.replace(settings, pipeline_count=max(1, args.pipeline))
-    libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
-    unknown = [lib for lib in libs if lib not in LIBRARIES]
-    if unknown or not libs:
-        print(f"unknown libraries: {', '.join(unknown) or '(none given)'}", file=sys.stderr)
+    rows = choose_rows(args.libs)
+    if rows is None:
         return 2
-    missing = [lib for lib in libs if not importable(lib)]
-    for lib in missing:
-        print(f"skipping {lib}: not installed", file=sys.stderr)
-    libs = [lib for lib in libs if lib not in missing]
-    if not libs:
+    generator = next((name for name in GENERATORS if ROW[name].available()), None)
+    if generator is None:
+        print("no load generator: none of " + ", ".join(GENERATORS), file=sys.stderr)
         return 2
-    use_uvloop = not args.no_uvloop and uvloop_version() is not None and sys.platform != "win32"
+    use_uvloop = common.want_uvloop(args)
     pinning = Pinning.plan(not args.no_pin, args.split_round_trip, args.split_pipeline)
 
-    print(machine_info(libs, use_uvloop, pinning, settings), flush=True)
-    print(flush=True)
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     servers: dict[str, ServerProcess] = {}
+    clients: dict[str, ClientProcess] = {}
     try:
-        for lib in libs:
-            servers[lib] = ServerProcess(lib, use_uvloop)
+        for row in [*rows, ROW[generator]]:
+            if row.name not in servers:
+                env = row.environment()
+                servers[row.name] = ServerProcess(row.name, use_uvloop, SCRIPT, env)
+                clients[row.name] = ClientProcess(row, use_uvloop)
         for server in servers.values():
             server.wait_listening()
-        results = run(run_cells(libs, servers, settings, pinning, log), use_uvloop)
+        for client in clients.values():
+            client.wait_ready()
+        print(
+            machine_info(
+                rows, generator, use_uvloop, pinning=pinning, settings=settings, clients=clients
+            ),
+            flush=True,
+        )
+        print(flush=True)
+        results = run_cells(rows, generator, servers, clients, settings=settings, pinning=pinning)
     finally:
+        for client in clients.values():
+            client.stop()
         for server in servers.values():
             server.stop()
-    print(report(libs, results, settings), flush=True)
+    print(report(rows, results, generator, settings), flush=True)
     if args.json:
-        dump = {
-            lib: {label: [dataclasses.asdict(s) for s in samples] for label, samples in row.items()}
-            for lib, row in results.items()
-        }
-        Path(args.json).write_text(json.dumps(dump, indent=2) + "\n")
+        dump = {"generator": generator, **{side: results[side] for side in SIDES}}
+        common.write_json(args.json, dump)
     return 0
-
-
-def importable(lib: str) -> bool:
-    try:
-        importlib.import_module(lib)
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

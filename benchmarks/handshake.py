@@ -18,7 +18,7 @@ generator's CPU per handshake and how busy each side was (CPU seconds / wall sec
 says whether the rate was capped by the server or by the generator. The server is pinned to
 one core and the generator to the other, so neither steals the other's time.
 
-Set-up shared with ``echo.py`` and reused from it: server subprocesses, uvloop on both ends
+Set-up shared with ``echo.py`` through ``common.py``: server subprocesses, uvloop on both ends
 where installed, repetitions with the libraries interleaved, medians, ratio tables.
 
 Run: ``python benchmarks/handshake.py [--quick] [--libs wskit,picows] [--concurrency 8]``.
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 # Run as a script, Python puts ``benchmarks/`` first on sys.path; the repository root goes there
-# instead (as in compression.py), and echo.py is imported as ``benchmarks.echo``.
+# instead (as in compression.py), and the shared code is imported as ``benchmarks.*``.
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = _ROOT
@@ -40,19 +40,16 @@ elif _ROOT not in sys.path:
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import dataclasses  # noqa: E402
-import datetime  # noqa: E402
 import functools  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from typing import Any, cast  # noqa: E402
 
-from benchmarks import echo  # noqa: E402
+from benchmarks import common, echo  # noqa: E402
 
 LIBRARIES = echo.LIBRARIES
-HOST = echo.HOST
+HOST = common.HOST
 #: Client coroutines opening connections at the same time: enough to keep one server core busy
 #: while others wait on the network.
 DEFAULT_CONCURRENCY = 8
@@ -91,7 +88,7 @@ def upgrade_request(port: int) -> bytes:
     )
 
 
-class HandshakeError(echo.BenchmarkError):
+class HandshakeError(common.BenchmarkError):
     """A server answered something other than 101 + Close, or closed at the wrong time."""
 
 
@@ -241,7 +238,7 @@ def user_system_seconds(pid: int) -> tuple[float, float] | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class HandshakeSample(echo.Sample):
+class HandshakeSample(common.Sample):
     """A cell's measurement plus the server's user / system split."""
 
     server_user: float | None = None
@@ -254,22 +251,22 @@ class HandshakeSample(echo.Sample):
 
 
 async def measure(
-    server: echo.ServerProcess, settings: Settings, pinning: echo.Pinning
-) -> echo.Sample:
+    server: common.ServerProcess, settings: Settings, pinning: common.Pinning
+) -> common.Sample:
     """Warm up, then time handshakes against one server; every step bounded."""
-    echo.pin(server.pid, pinning.round_trip_server)
-    echo.pin(os.getpid(), pinning.round_trip_client)
+    common.pin(server.pid, pinning.round_trip_server)
+    common.pin(os.getpid(), pinning.round_trip_client)
     n = settings.concurrency
     await asyncio.wait_for(
         handshakes(server.port, settings.warmup, settings.warmup_seconds, n),
-        settings.warmup_seconds + echo.CELL_GRACE,
+        settings.warmup_seconds + common.CELL_GRACE,
     )
-    probe = echo.Probe(server.pid)
+    probe = common.Probe(server.pid)
     split0 = user_system_seconds(server.pid)
     probe.start()
     count = await asyncio.wait_for(
         handshakes(server.port, settings.max_handshakes, settings.duration, n),
-        settings.duration + echo.CELL_GRACE,
+        settings.duration + common.CELL_GRACE,
     )
     probe.stop()
     split1 = user_system_seconds(server.pid)
@@ -288,20 +285,20 @@ async def measure(
 
 async def run_cells(
     libs: Sequence[str],
-    servers: dict[str, echo.ServerProcess],
+    servers: dict[str, common.ServerProcess],
     settings: Settings,
-    pinning: echo.Pinning,
+    pinning: common.Pinning,
     log: Callable[[str], None],
-) -> dict[str, dict[str, list[echo.Sample]]]:
+) -> dict[str, dict[str, list[common.Sample]]]:
     """Every library ``settings.repeat`` times, interleaved, the order rotated."""
-    results: dict[str, dict[str, list[echo.Sample]]] = {lib: {LABEL: []} for lib in libs}
+    results: dict[str, dict[str, list[common.Sample]]] = {lib: {LABEL: []} for lib in libs}
     for rep in range(settings.repeat):
         order = list(libs[rep % len(libs) :]) + list(libs[: rep % len(libs)])
         for lib in order:
             try:
                 sample = await measure(servers[lib], settings, pinning)
             except Exception as exc:
-                sample = echo.Sample(0, 0.0, None, None, False, f"{type(exc).__name__}: {exc}")
+                sample = common.Sample(0, 0.0, None, None, False, f"{type(exc).__name__}: {exc}")
             results[lib][LABEL].append(sample)
             log(f"[{rep + 1}/{settings.repeat}] {lib:<10} {describe(sample)}")
     return results
@@ -310,7 +307,7 @@ async def run_cells(
 LABEL = "open + handshake + close"
 
 
-def describe(sample: echo.Sample) -> str:
+def describe(sample: common.Sample) -> str:
     if sample.error is not None:
         return f"ERROR {sample.error}"
     rate = f"{sample.rate:,.0f}/s" if sample.rate is not None else "-"
@@ -322,7 +319,7 @@ def describe(sample: echo.Sample) -> str:
     )
 
 
-def busy(sample: echo.Sample, which: str) -> float | None:
+def busy(sample: common.Sample, which: str) -> float | None:
     """CPU seconds over wall seconds of one side: near 1.0, that side was the bottleneck."""
     cpu = sample.server_cpu if which == "server" else sample.client_cpu
     if sample.error is not None or cpu is None or sample.seconds <= 0:
@@ -330,33 +327,33 @@ def busy(sample: echo.Sample, which: str) -> float | None:
     return cpu / sample.seconds
 
 
-def _split(sample: echo.Sample, which: str) -> float | None:
+def _split(sample: common.Sample, which: str) -> float | None:
     if not isinstance(sample, HandshakeSample):
         return None
     seconds = sample.server_user if which == "user" else sample.server_system
     return sample.per_handshake_us(seconds)
 
 
-def report(libs: Sequence[str], results: dict[str, dict[str, list[echo.Sample]]]) -> str:
-    cols = [echo.Column(LABEL, 0, False)]
-    common: dict[str, Any] = {"libs": libs, "cols": cols, "results": results}
-    rates = echo.table(
+def report(libs: Sequence[str], results: dict[str, dict[str, list[common.Sample]]]) -> str:
+    cols = [common.Column(LABEL, 0, False)]
+    shared: dict[str, Any] = {"libs": libs, "cols": cols, "results": results}
+    rates = common.table(
         "Handshakes per second; ratio to the fastest",
-        **common,
+        **shared,
         metric=lambda s: s.rate,
         higher_is_better=True,
         unit=lambda v: f"{v:,.0f}/s",
     )
-    cpu = echo.table(
+    cpu = common.table(
         "Server CPU time per handshake (user + system, all threads); ratio to the cheapest",
-        **common,
+        **shared,
         metric=lambda s: s.cpu_us,
         higher_is_better=False,
         unit=lambda v: f"{v:,.1f} us",
     )
-    client = echo.table(
+    client = common.table(
         "Load generator CPU time per handshake (the same generator for all); ratio to the cheapest",
-        **common,
+        **shared,
         metric=lambda s: s.client_cpu_us,
         higher_is_better=False,
         unit=lambda v: f"{v:,.1f} us",
@@ -364,8 +361,8 @@ def report(libs: Sequence[str], results: dict[str, dict[str, list[echo.Sample]]]
     busy_lines = ["Busy (CPU seconds / wall seconds; 1.00 = a whole core), median:"]
     for lib in libs:
         samples = results[lib][LABEL]
-        server = echo.summarize(samples, lambda s: busy(s, "server")).value
-        generator = echo.summarize(samples, lambda s: busy(s, "client")).value
+        server = common.summarize(samples, lambda s: busy(s, "server")).value
+        generator = common.summarize(samples, lambda s: busy(s, "client")).value
         busy_lines.append(
             f"  {lib:<10} server {server:.2f}, generator {generator:.2f}"
             if server is not None and generator is not None
@@ -377,8 +374,8 @@ def report(libs: Sequence[str], results: dict[str, dict[str, list[echo.Sample]]]
     ]
     for lib in libs:
         samples = results[lib][LABEL]
-        user = echo.summarize(samples, lambda s: _split(s, "user")).value
-        system = echo.summarize(samples, lambda s: _split(s, "system")).value
+        user = common.summarize(samples, lambda s: _split(s, "user")).value
+        system = common.summarize(samples, lambda s: _split(s, "system")).value
         split_lines.append(
             f"  {lib:<10} user {user:,.1f} us, system {system:,.1f} us"
             if user is not None and system is not None
@@ -386,8 +383,8 @@ def report(libs: Sequence[str], results: dict[str, dict[str, list[echo.Sample]]]
         )
     parts = [rates, "", cpu, "", client, "", *busy_lines, "", *split_lines]
     if "wskit" in libs and "picows" in libs:
-        ours = echo.summarize(results["wskit"][LABEL], lambda s: s.cpu_us).value
-        theirs = echo.summarize(results["picows"][LABEL], lambda s: s.cpu_us).value
+        ours = common.summarize(results["wskit"][LABEL], lambda s: s.cpu_us).value
+        theirs = common.summarize(results["picows"][LABEL], lambda s: s.cpu_us).value
         now = f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
         parts += [
             "",
@@ -405,10 +402,8 @@ def report(libs: Sequence[str], results: dict[str, dict[str, list[echo.Sample]]]
 
 
 def machine_info(
-    libs: Sequence[str], use_uvloop: bool, pinning: echo.Pinning, settings: Settings
+    libs: Sequence[str], use_uvloop: bool, pinning: common.Pinning, settings: Settings
 ) -> str:
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    loop = f"uvloop {echo.uvloop_version()}" if use_uvloop else "asyncio (standard loop)"
     if pinning.round_trip_server is None:
         pins = "not pinned"
     else:
@@ -417,20 +412,17 @@ def machine_info(
             f"{sorted(pinning.round_trip_client or ())}"
         )
     lines = [
-        f"date:      {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"python:    {platform.python_implementation()} {platform.python_version()}"
-        f" on {platform.system()} {platform.release()} ({platform.machine()})",
-        f"cpus:      {os.cpu_count()} (usable: {affinity if affinity is not None else '?'})",
-        f"loop:      {loop}, in every server and in the load generator",
+        *common.machine_lines(),
+        f"loop:      {common.loop_name(use_uvloop)}, in every server and in the load generator",
         f"pinning:   {pins}",
-        f"cpu time:  server process, {echo.cpu_source()}",
+        f"cpu time:  server process, {common.cpu_source()}",
         f"run:       {settings.duration:g} s per cell (at most {settings.max_handshakes:,} "
         f"handshakes) after {settings.warmup_seconds:g} s of warm-up handshakes (at most "
         f"{settings.warmup:,}); {settings.concurrency} "
         f"concurrent clients; median of {settings.repeat}",
-        "libraries: " + ", ".join(f"{lib} {echo.version_of(lib)}" for lib in libs),
-        f"wskit core: {echo.wskit_implementation()}",
-        f"load:      {echo.load_average()} (1-minute load average before the run)",
+        "libraries: " + ", ".join(f"{lib} {common.version_of(lib)}" for lib in libs),
+        f"wskit core: {common.wskit_implementation()}",
+        f"load:      {common.load_average()} (1-minute load average before the run)",
     ]
     return "\n".join(lines)
 
@@ -439,73 +431,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Handshake benchmark: server CPU per connection, one common load generator."
     )
-    parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
-    parser.add_argument(
-        "--libs",
-        default=",".join(LIBRARIES),
-        help="comma-separated subset of " + ",".join(LIBRARIES),
-    )
-    parser.add_argument("--no-uvloop", action="store_true", help="standard asyncio loop")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    parser.add_argument("--repeat", type=int, help="repetitions of each cell (median reported)")
-    parser.add_argument("--duration", type=float, help="seconds per cell")
+    common.add_common_arguments(parser, LIBRARIES, quick="a few seconds instead of a minute")
     parser.add_argument("--concurrency", type=int, help="concurrent client coroutines")
-    parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    echo.use_checkout()
-    settings = QUICK if args.quick else FULL
-    if args.repeat is not None:
-        settings = dataclasses.replace(settings, repeat=max(1, args.repeat))
-    if args.duration is not None:
-        settings = dataclasses.replace(settings, duration=args.duration)
+    common.use_checkout()
+    settings = common.apply_arguments(QUICK if args.quick else FULL, args)
     if args.concurrency is not None:
         settings = dataclasses.replace(settings, concurrency=max(1, args.concurrency))
-    libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
-    unknown = [lib for lib in libs if lib not in LIBRARIES]
-    if unknown or not libs:
-        print(f"unknown libraries: {', '.join(unknown) or '(none given)'}", file=sys.stderr)
+    libs = common.choose_libraries(args.libs, LIBRARIES)
+    if libs is None:
         return 2
-    missing = [lib for lib in libs if not echo.importable(lib)]
-    for lib in missing:
-        print(f"skipping {lib}: not installed", file=sys.stderr)
-    libs = [lib for lib in libs if lib not in missing]
-    if not libs:
-        return 2
-    use_uvloop = (
-        not args.no_uvloop and echo.uvloop_version() is not None and sys.platform != "win32"
-    )
+    use_uvloop = common.want_uvloop(args)
     # The server on one core, the generator on the other.
-    pinning = echo.Pinning.plan(not args.no_pin, split_round_trip=True)
+    pinning = common.Pinning.plan(not args.no_pin, split_round_trip=True)
 
     print(machine_info(libs, use_uvloop, pinning, settings), flush=True)
     print(flush=True)
 
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    servers: dict[str, echo.ServerProcess] = {}
+    servers: dict[str, common.ServerProcess] = {}
     try:
         for lib in libs:
-            servers[lib] = echo.ServerProcess(lib, use_uvloop)  # echo.py's servers
+            servers[lib] = common.ServerProcess(lib, use_uvloop, echo.SCRIPT)  # echo.py's servers
         for server in servers.values():
             server.wait_listening()
-        results = echo.run(run_cells(libs, servers, settings, pinning, log), use_uvloop)
+        results = common.run(run_cells(libs, servers, settings, pinning, common.log), use_uvloop)
     finally:
         for server in servers.values():
             server.stop()
     print(report(libs, results), flush=True)
     if args.json:
-        dump = {
-            lib: {label: [dataclasses.asdict(s) for s in samples] for label, samples in row.items()}
-            for lib, row in results.items()
-        }
-        Path(args.json).write_text(json.dumps(dump, indent=2) + "\n")
-    failed = any(s.error is not None for row in results.values() for v in row.values() for s in v)
-    return 1 if failed else 0
+        common.write_json(args.json, results)
+    return 1 if common.failed(results) else 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""Smoke test of the echo benchmark: it runs end to end and prints its tables.
+"""Smoke tests of the benchmarks: each runs end to end and prints its tables.
 
-No timing is asserted (that would make the suite flaky); what is checked is that every
-library's server starts, that every cell produced a number rather than an error, and that
-each table (rates, server CPU, client CPU) has a row per library.
+Timing is not asserted (that would make the suite flaky), with one exception that has a margin
+of about ten: the pure-Python rows of echo.py must really run the pure-Python core, which masks
+a 1 MiB message many times slower than the compiled one. What is checked: every server and
+client starts, every cell produced a number rather than an error, and every table has its
+rows, cells and ratios.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -20,10 +24,17 @@ ECHO = ROOT / "benchmarks" / "echo.py"
 LIBS = ("wskit", "websockets")
 #: Seconds: ``--quick`` takes a few; the margin is for a loaded CI machine.
 TIMEOUT = 90
+#: echo.py's columns: four round-trip sizes and two pipelined ones.
+COLUMNS = ("32 B", "1 KiB", "64 KiB", "1 MiB", "pipelined 32 B", "pipelined 1 KiB")
+#: picows is in the "bench" extra only: without it aiohttp is the common load generator.
+HAVE_PICOWS = importlib.util.find_spec("picows") is not None
+#: The callback API (wskit.handlers), measured by the ``-cb`` rows.
+HAVE_HANDLERS = (ROOT / "src" / "wskit" / "handlers.py").exists()
 
 
 def run_quick(*extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.pop("WSKIT_NO_EXTENSIONS", None)  # the wskit rows run the compiled core where built
     return subprocess.run(
         [sys.executable, str(ECHO), "--quick", "--libs", ",".join(LIBS), *extra],
         cwd=ROOT,
@@ -35,36 +46,87 @@ def run_quick(*extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def side_table(out: str, side: str) -> list[str]:
+    """The lines of one side's table, from its title to the end of its block."""
+    start = out.index(f"{side} under test")
+    return out[start:].split("\n\n", 1)[0].splitlines()
+
+
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_quick_run_prints_a_table_row_per_library(loop: str) -> None:
+def test_echo_measures_each_side_against_one_common_peer(loop: str, tmp_path: Path) -> None:
     if loop == "uvloop":
         pytest.importorskip("uvloop")
+    dump = tmp_path / "echo.json"
     extra = ("--no-uvloop",) if loop == "asyncio" else ()
-    result = run_quick(*extra)
+    result = run_quick("--json", str(dump), *extra)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-
-    assert "Messages per second" in out
-    assert "Server CPU time per message" in out
-    assert "Client CPU time per message" in out
-    for header in ("32 B", "1 KiB", "64 KiB", "1 MiB", "pipelined"):
-        assert header in out
     expected_loop = "uvloop" if loop == "uvloop" else "asyncio (standard loop)"
     assert re.search(rf"^loop: +{re.escape(expected_loop)}", out, re.MULTILINE)
 
-    for lib in LIBS:
-        rows = [line for line in out.splitlines() if line.split()[:1] == [lib]]
-        # One row in each table: rates, server CPU, client CPU.
-        assert len(rows) == 3, out
-        rate_row, server_row, client_row = rows
-        # Five cells each: four payload sizes and the pipelined test, all with a ratio.
-        assert len(re.findall(r"/s \(\d+\.\d\dx\)", rate_row)) == 5, rate_row
-        if Path("/proc/self/stat").exists():  # the server's CPU time is read from /proc
-            assert len(re.findall(r" us \(\d+\.\d\dx\)", server_row)) == 5, server_row
-        assert len(re.findall(r" us \(\d+\.\d\dx\)", client_row)) == 5, client_row
+    # One load generator for every server, one echo server for every client.
+    generator = "picows" if HAVE_PICOWS else "aiohttp"
+    assert f"load generator: the {generator} client (for every server)" in out, out
+    assert f"echo server: the {generator} server (for every client)" in out, out
+
+    # The rows --libs wskit,websockets selects: every wskit row, websockets, and picows as
+    # the reference of the others. The pure-Python rows run the pure-Python core.
+    rows = ["wskit", *(["wskit-cb"] if HAVE_HANDLERS else []), "websockets"]
+    rows += ["picows"] if HAVE_PICOWS else []
+    rows += ["wskit-pure", *(["wskit-pure-cb"] if HAVE_HANDLERS else [])]
+    core = re.search(r"^wskit core: (.*)$", out, re.MULTILINE)
+    assert core is not None, out
+    assert "wskit-pure python" in core.group(1), core.group(1)
+    if HAVE_HANDLERS:
+        assert "wskit-pure-cb python" in core.group(1), core.group(1)
+
+    for side in ("SERVER", "CLIENT"):
+        table = side_table(out, side)
+        assert table[4].split()[:2] == ["row", "vs"], table
+        assert [c.strip() for c in re.split(r" {2,}", table[4].strip())[2:]] == list(COLUMNS)
+        body = [line for line in table[6:] if not line.startswith("-")]
+        assert [line.split()[0] for line in body] == [r for r in rows for _ in (0, 1)], table
+        for line in body:
+            name, vs, what = line.split()[:3]
+            assert vs == ("websockets" if name.startswith("wskit-pure") else "picows"), line
+            unit = "us" if what == "CPU/msg" else "/s"
+            assert what == ("CPU/msg" if unit == "us" else "rate")
+            ratios = re.findall(rf"[\d,.]+ ?{re.escape(unit)} \((\d+\.\d\dx|-)\)", line)
+            assert len(ratios) == len(COLUMNS), line
+            if vs in rows:  # the reference was measured: every cell has its ratio
+                assert "-" not in ratios, line
+            if name == vs:
+                assert set(ratios) == {"1.00x"}, line
+
+    # A verdict for each of issue #3's four targets, each wskit row, each side.
+    targets = re.findall(r"^  (server|client) +(wskit\S*) +.* -> (met|NOT met|n/a)$", out, re.M)
+    expected = 3 * 2 * sum(not r.startswith("wskit-pure") for r in rows if r.startswith("wskit"))
+    expected += 2 * sum(r.startswith("wskit-pure") for r in rows)
+    assert len(targets) == expected, out
     assert "error" not in out.lower(), out
-    # The servers ran in subprocesses and logged every cell on stderr.
-    assert len(re.findall(r"^\[1/1\]", result.stderr, re.MULTILINE)) == 5 * len(LIBS)
+    # Every cell ran once per side and was logged on stderr.
+    assert len(re.findall(r"^\[1/1\] ", result.stderr, re.M)) == 2 * len(COLUMNS) * len(rows)
+
+    data = json.loads(dump.read_text())
+    assert data["generator"] == generator
+    for side in ("server", "client"):
+        assert sorted(data[side]) == sorted(rows)
+        for name in rows:
+            assert sorted(data[side][name]) == sorted(COLUMNS)
+            for samples in data[side][name].values():
+                (sample,) = samples
+                assert sample["error"] is None and sample["messages"] > 0, sample
+                assert sample["client_cpu"] > 0, sample
+                if Path("/proc/self/stat").exists():  # the server's CPU time is from /proc
+                    assert sample["server_cpu"] > 0, sample
+    # The pure-Python core masks in Python: far more CPU per 1 MiB message (about 10x) than
+    # the compiled one, on each side, when the compiled one is built.
+    if "wskit compiled" in core.group(1) and Path("/proc/self/stat").exists():
+        for side, field in (("server", "server_cpu"), ("client", "client_cpu")):
+            pure = data[side]["wskit-pure"]["1 MiB"][0]
+            compiled = data[side]["wskit"]["1 MiB"][0]
+            per_message = [s[field] / s["messages"] for s in (pure, compiled)]
+            assert per_message[0] > 3 * per_message[1], (side, per_message)
 
 
 def test_unknown_library_is_refused() -> None:
