@@ -15,7 +15,7 @@ from wskit.core.extensions import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
-from wskit.core.frames import encode_frame, serialize_close
+from wskit.core.frames import MessageBufferLike, encode_frame, serialize_close
 from wskit.exceptions import LocalProtocolError, PayloadTooBig, RemoteProtocolError
 
 MASK = bytes((0x37, 0xFA, 0x21, 0x3D))
@@ -222,6 +222,82 @@ def test_large_frame_is_consumed_as_it_arrives() -> None:
         assert len(client._buf) == 0
 
 
+def record_buffers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the message buffers the connections create from now on."""
+    sizes: list[int] = []
+    real = connection_module.MessageBuffer
+
+    def recording(size: int) -> MessageBufferLike:
+        sizes.append(size)
+        return real(size)
+
+    monkeypatch.setattr(connection_module, "MessageBuffer", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_large_binary_frame_is_assembled_in_one_buffer(
+    monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    # The header gives the exact length: one buffer of that size, filled as pieces arrive.
+    sizes = record_buffers(monkeypatch)
+    client, server = open_pair()
+    payload = bytes(range(256)) * 800
+    frame = encode_frame(0x2, payload, mask=role == "server")
+    conn = server if role == "server" else client
+    for how in ("whole", "random-2"):
+        sizes.clear()
+        # A piece that holds the header and the start of the payload, then the rest.
+        events = feed(conn, frame[:1000], how) + feed(conn, frame[1000:], "whole")
+        assert events == [Binary(payload)]
+        assert sizes == [len(payload)]
+        assert conn._rx_buffer is None and not conn._buf
+    assert conn.messages_received == 2
+
+
+def test_message_buffer_only_for_a_binary_message_in_one_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Text keeps its incremental UTF-8 check; fragments of a message keep their list of
+    # parts; stream mode hands pieces out as they come; whole frames need no buffer.
+    sizes = record_buffers(monkeypatch)
+    client, _ = open_pair()
+    text = "\u00e9" * 50_000
+    data = encode_frame(0x1, text.encode())
+    data += encode_frame(0x2, b"a" * 50_000, fin=False) + encode_frame(0x0, b"b" * 50_000)
+    assert feed(client, data, "random-1") == [Text(text), Binary(b"a" * 50_000 + b"b" * 50_000)]
+    assert feed(client, encode_frame(0x2, b"c" * 100)) == [Binary(b"c" * 100)]
+    streaming, _ = open_pair(client_kwargs={"stream": True})
+    events = feed(streaming, encode_frame(0x2, b"d" * 50_000), "random-1")
+    assert b"".join(e.data for e in events if isinstance(e, Binary)) == b"d" * 50_000
+    assert sizes == []
+
+
+def test_large_message_then_violation_in_one_read_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The read that completes a buffered message also holds a bad frame: the message comes
+    # out first, the failure waits (as for messages assembled from parts).
+    sizes = record_buffers(monkeypatch)
+    _, server = open_pair()
+    payload = b"x" * 100_000
+    frame = encode_frame(0x2, payload, mask=True)
+    bad = masked(bytes.fromhex("8702"), b"xx")
+    assert feed(server, frame[:5000]) == []
+    assert feed(server, frame[5000:] + bad) == [Binary(payload)]
+    assert sizes == [len(payload)]
+    assert server.input_held and server.state is State.OPEN
+    server.receive_data(b"")
+    failed_with(server.events(), 1002)
+
+
+def test_invalid_utf8_still_fails_inside_a_large_text_frame() -> None:
+    # RFC 6455 8.1: fail at the first invalid byte, before the rest of the frame arrives.
+    _, server = open_pair()
+    payload = b"a" * 70_000 + b"\xff" + b"a" * 70_000
+    frame = encode_frame(0x1, payload, mask=True)
+    assert feed(server, frame[:60_000]) == []
+    failed_with(feed(server, frame[60_000:80_000]), 1007)
+
+
 def test_masked_frame_to_client_fails() -> None:
     client, _ = open_pair()
     failed_with(feed(client, masked(bytes.fromhex("8103"), b"abc")), 1002)
@@ -274,6 +350,37 @@ def test_frame_over_limit_is_refused_from_its_header() -> None:
     # Only the header of a 2000-byte frame: refused before any payload arrives.
     closed = failed_with(feed(client, bytes.fromhex("827e07d0")), 1009)
     assert isinstance(closed.cause, PayloadTooBig)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits.for_size(100_000),
+        Limits(max_message_size=100_000, max_frame_size=None),
+        Limits(max_message_size=None, max_frame_size=100_000),
+    ],
+)
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_large_frame_over_limit_fails_before_any_buffer(
+    monkeypatch: pytest.MonkeyPatch, limits: Limits, role: str
+) -> None:
+    # The declared length is checked before a buffer of that length is allocated.
+    sizes = record_buffers(monkeypatch)
+    mask = role == "server"
+    for size, fails in ((100_001, True), (100_000, False)):
+        client, server = open_pair(
+            client_kwargs={"limits": limits}, server_kwargs={"limits": limits}
+        )
+        conn = server if mask else client
+        frame = encode_frame(0x2, b"z" * size, mask=mask)
+        events = feed(conn, frame[:50_000])
+        if fails:
+            closed = failed_with(events, 1009)
+            assert isinstance(closed.cause, PayloadTooBig)
+            assert sizes == []
+        else:
+            assert events == [] and sizes == [100_000]
+            assert feed(conn, frame[50_000:]) == [Binary(b"z" * size)]
 
 
 def test_message_over_limit_across_fragments() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -14,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.helpers import drain, feed, open_pair
+from wskit.core import ClientConnection, Limits, ServerConnection, frames
 from wskit.core import connection as connection_module
-from wskit.core import frames
+from wskit.core.events import Binary, Event, Ping, Text
+from wskit.core.frames import MessageBufferLike, MessageBufferPy
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -67,7 +71,7 @@ def test_masking_rejects_bad_arguments() -> None:
 def test_environment_switch_forces_the_pure_path() -> None:
     code = (
         "import wskit.core as c, wskit.core.frames as f;"
-        "print(c.IMPLEMENTATION, f.apply_mask.__module__)"
+        "print(c.IMPLEMENTATION, f.apply_mask.__module__, f.MessageBuffer.__module__)"
     )
     env = {**os.environ, "PYTHONPATH": SRC}
     env.pop("WSKIT_NO_EXTENSIONS", None)
@@ -75,12 +79,12 @@ def test_environment_switch_forces_the_pure_path() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     compiled()
-    assert out.stdout.split() == ["compiled", "wskit.core._speedups"]
+    assert out.stdout.split() == ["compiled", "wskit.core._speedups", "wskit.core._speedups"]
     env["WSKIT_NO_EXTENSIONS"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["python", "wskit.core.frames"]
+    assert out.stdout.split() == ["python", "wskit.core.frames", "wskit.core.frames"]
 
 
 # A stream of client frames: (opcode, fin, payload) with valid sequencing most of the time.
@@ -121,3 +125,219 @@ def test_connections_agree(specs: list[tuple[int, bool, bytes]], seed: int, how:
         finally:
             connection_module.apply_mask = saved
     assert results[0] == results[1]
+
+
+# --------------------------------------------------------------------------- MessageBuffer
+
+
+def buffer_twins() -> list[Callable[[int], MessageBufferLike]]:
+    return [compiled().MessageBuffer, MessageBufferPy]
+
+
+def rotated(key: bytes, offset: int) -> bytes:
+    offset &= 3
+    return key[offset:] + key[:offset]
+
+
+def fill(
+    make: Callable[[int], MessageBufferLike],
+    data: bytes,
+    key: bytes,
+    cuts: list[int],
+    *,
+    first_offset: int,
+    align: int,
+) -> tuple[bytes, list[int]]:
+    """``data`` written in the pieces ``cuts`` gives, each an unaligned view; the message and
+    ``written`` after each piece."""
+    buffer = make(len(data))
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    progress = []
+    for start, stop in itertools.pairwise(bounds):
+        piece = memoryview(b"\0" * align + data[start:stop])[align:]
+        if key:
+            buffer.write(piece, key, first_offset + start)
+        else:
+            buffer.write(piece)
+        progress.append(buffer.written)
+    assert buffer.size == len(data)
+    return buffer.finish(), progress
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=3000),
+    st.one_of(st.just(b""), st.binary(min_size=4, max_size=4)),
+    st.lists(st.integers(0, 3000), max_size=8),
+    st.integers(0, 11),
+    st.integers(0, 7),
+)
+def test_message_buffer_twins_agree(
+    data: bytes, key: bytes, cuts: list[int], first_offset: int, align: int
+) -> None:
+    # A frame's payload may start anywhere in the key's cycle (key_offset) and in memory.
+    expected = frames.apply_mask_py(data, rotated(key, first_offset)) if key else data
+    results = [
+        fill(make, data, key, cuts, first_offset=first_offset, align=align)
+        for make in buffer_twins()
+    ]
+    assert results[0] == results[1]
+    assert results[0][0] == expected
+
+
+def test_message_buffer_large_pieces_at_every_alignment() -> None:
+    # Around the 8-byte step of the XOR loop and the size where the GIL is released.
+    rng = random.Random(11)
+    data = rng.randbytes((1 << 17) + 13)
+    key = rng.randbytes(4)
+    for offset in range(8):
+        for first in (1, 7, 8, 9, 65535, 65536, 65537):
+            cuts = [first + offset, first + offset + 3, (1 << 16) + first]
+            for make in buffer_twins():
+                message, _ = fill(make, data, key, cuts, first_offset=offset, align=offset)
+                assert message == frames.apply_mask_py(data, rotated(key, offset))
+                message, _ = fill(make, data, b"", cuts, first_offset=0, align=offset)
+                assert message == data
+
+
+@pytest.mark.parametrize("make", buffer_twins(), ids=["compiled", "python"])
+def test_message_buffer_never_writes_past_its_size(
+    make: Callable[[int], MessageBufferLike],
+) -> None:
+    buffer = make(10)
+    with pytest.raises(ValueError):
+        buffer.write(b"x" * 11)
+    with pytest.raises(ValueError):
+        buffer.write(b"x" * 11, b"abcd", 0)
+    assert buffer.written == 0
+    buffer.write(b"x" * 6)
+    with pytest.raises(ValueError):
+        buffer.write(b"y" * 5, b"abcd", 6)
+    assert buffer.written == 6
+    buffer.write(bytearray(b"y" * 4))
+    with pytest.raises(ValueError):
+        buffer.write(b"z")
+    assert buffer.finish() == b"xxxxxxyyyy"
+
+
+@pytest.mark.parametrize("make", buffer_twins(), ids=["compiled", "python"])
+def test_message_buffer_finishes_once_and_only_when_full(
+    make: Callable[[int], MessageBufferLike],
+) -> None:
+    buffer = make(5)
+    buffer.write(b"ab")
+    # Never hands out bytes that were not written.
+    with pytest.raises(ValueError):
+        buffer.finish()
+    buffer.write(b"cde")
+    assert buffer.finish() == b"abcde"
+    with pytest.raises(ValueError):
+        buffer.finish()
+    with pytest.raises(ValueError):
+        buffer.write(b"")
+    empty = make(0)
+    empty.write(b"")
+    assert empty.finish() == b""
+
+
+@pytest.mark.parametrize("make", buffer_twins(), ids=["compiled", "python"])
+def test_message_buffer_rejects_bad_arguments(make: Callable[[int], MessageBufferLike]) -> None:
+    with pytest.raises(ValueError):
+        make(-1)
+    with pytest.raises(TypeError):
+        make(1.5)  # type: ignore[arg-type]
+    buffer = make(4)
+    with pytest.raises(TypeError):
+        buffer.write("text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        buffer.write(b"a", b"abc")
+    with pytest.raises(ValueError):
+        buffer.write(b"a", b"abcd", -1)
+    assert buffer.written == 0
+
+
+# --------------------------------------------------------------------------- large messages
+
+LARGE_CHUNKS = (1, 3, 14, 1000, 65536, 100_000)
+
+
+def large_stream(rng: random.Random, masked: bool) -> tuple[bytes, list[Event]]:
+    """Large messages of every kind as one byte stream, and the events they make."""
+    text = "h\u00e9llo \u4e16\u754c \U0001f600 " * 9000
+    blob = rng.randbytes(300_000)
+    # (frames as (opcode, fin, payload), the message's event)
+    messages: list[tuple[list[tuple[int, bool, bytes]], Event]] = [
+        ([(0x2, True, blob[:200_000])], Binary(blob[:200_000])),
+        ([(0x2, True, blob[:65536])], Binary(blob[:65536])),
+        ([(0x1, True, text.encode())], Text(text)),
+        ([(0x2, True, b"")], Binary(b"")),
+        (
+            [
+                (0x2, False, blob[:70_000]),
+                (0x9, True, b"p"),
+                (0x0, False, blob[70_000:70_001]),
+                (0x0, True, blob[70_001:]),
+            ],
+            Binary(blob),
+        ),
+        (
+            [(0x1, False, text.encode()[:50_001]), (0x0, True, text.encode()[50_001:])],
+            Text(text),
+        ),
+        ([(0x2, True, blob[:1])], Binary(blob[:1])),
+    ]
+    out = []
+    events: list[Event] = []
+    for frame_list, event in messages:
+        for opcode, fin, payload in frame_list:
+            key = rng.randbytes(4) if masked else b""
+            out.append(frames.encode_header(opcode, len(payload), fin, 0, key))
+            out.append(frames.apply_mask_py(payload, key) if masked else payload)
+            if opcode == 0x9:
+                events.append(Ping(payload))
+        events.append(event)
+    return b"".join(out), events
+
+
+def random_chunks(data: bytes, rng: random.Random) -> Iterator[bytes]:
+    i = 0
+    while i < len(data):
+        n = rng.choice(LARGE_CHUNKS)
+        yield data[i : i + n]
+        i += n
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("container", [bytes, bytearray, memoryview])
+def test_large_messages_agree_under_random_splits(
+    monkeypatch: pytest.MonkeyPatch, role: str, seed: int, container: type
+) -> None:
+    """Masked (to a server) and unmasked (to a client), text and binary, one frame and
+    fragmented: cut at random points, both implementations give the messages sent."""
+    data, expected = large_stream(random.Random(seed), masked=role == "server")
+    # The client masks its Pong: the same key for both runs, so the bytes out compare.
+    monkeypatch.setattr(connection_module, "new_mask", lambda: b"\x01\x02\x03\x04")
+    limits = Limits.for_size(1 << 20)
+    results = []
+    implementations = [
+        (compiled().MessageBuffer, compiled().apply_mask),
+        (MessageBufferPy, frames.apply_mask_py),
+    ]
+    for buffer_type, mask_fn in implementations:
+        monkeypatch.setattr(connection_module, "MessageBuffer", buffer_type)
+        monkeypatch.setattr(connection_module, "apply_mask", mask_fn)
+        conn: ClientConnection | ServerConnection
+        if role == "server":
+            conn = open_pair(server_kwargs={"limits": limits})[1]
+        else:
+            conn = open_pair(client_kwargs={"limits": limits})[0]
+        events: list[Event] = []
+        for chunk in random_chunks(data, random.Random(seed)):
+            conn.receive_data(container(chunk))
+            events.extend(conn.events())
+        assert not conn._buf and conn._rx_buffer is None
+        results.append((events, drain(conn), conn.messages_received))
+    assert results[0] == results[1]
+    assert results[0][0] == expected
+    assert results[0][2] == len([e for e in expected if not isinstance(e, Ping)])

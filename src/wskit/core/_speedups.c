@@ -1,8 +1,8 @@
-/* Compiled hot path of the wskit core: payload masking (RFC 6455 5.3).
+/* Compiled hot path of the wskit core: payload masking (RFC 6455 5.3) and message assembly.
  *
- * The pure-Python twin is wskit.core.frames.apply_mask; both give the same bytes for every
- * input (tests/core/test_speedups.py checks it). wskit.core.frames picks this one when it is
- * built, unless WSKIT_NO_EXTENSIONS is set.
+ * The pure-Python twins are wskit.core.frames.apply_mask_py and MessageBufferPy; each pair
+ * gives the same bytes for every input (tests/core/test_speedups.py checks it).
+ * wskit.core.frames picks these when they are built, unless WSKIT_NO_EXTENSIONS is set.
  *
  * The XOR runs 8 bytes at a time on a 64-bit copy of the key; compilers vectorise the loop.
  * The GIL is released for large payloads.
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Payloads at least this large are masked with the GIL released. */
+/* Payloads at least this large are masked or copied with the GIL released. */
 #define NOGIL_THRESHOLD (64 * 1024)
 
 static void
@@ -79,6 +79,268 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ MessageBuffer
+ *
+ * One received message assembled in place: the connection creates it with the length its
+ * frame header declared (after checking that length against the limits), then unmasks every
+ * arriving piece of payload straight into the bytes object that finish() hands out. The
+ * payload is copied once, from the receive buffer to its final place.
+ *
+ * The bytes object is created with PyBytes_FromStringAndSize(NULL, size) and stays private
+ * until finish(): its contents are filled in before anyone sees it. finish() refuses until
+ * every byte was written, so uninitialised memory never leaks out.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;        /* the private bytes object; NULL for size 0 and after finish() */
+    Py_ssize_t size;       /* the message's length: what finish() returns */
+    Py_ssize_t written;    /* bytes written so far, from the start */
+    int finished;          /* finish() returned the bytes */
+    int busy;              /* a write runs with the GIL released: every other call must wait */
+} MessageBuffer;
+
+static int
+mb_usable(MessageBuffer *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "MessageBuffer is in use by another thread");
+        return 0;
+    }
+    if (self->finished) {
+        PyErr_SetString(PyExc_ValueError, "MessageBuffer is finished");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+mb_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"size", NULL};
+    Py_ssize_t size;
+    MessageBuffer *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:MessageBuffer", kwlist, &size)) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must not be negative");
+        return NULL;
+    }
+    self = (MessageBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->data = NULL;
+    self->size = size;
+    self->written = 0;
+    self->finished = self->busy = 0;
+    if (size > 0) {
+        self->data = PyBytes_FromStringAndSize(NULL, size);
+        if (self->data == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+static void
+mb_dealloc(MessageBuffer *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+
+    Py_XDECREF(self->data);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+PyDoc_STRVAR(mb_write_doc,
+"write(src, key=b'', key_offset=0, /)\n--\n\n"
+"Append src, unmasked with the 4-byte key (RFC 6455 5.3) or copied as is when key is empty.\n"
+"key_offset says how many payload bytes of the frame came before src, so the key lines up.\n"
+"Raises ValueError if src does not fit in the bytes left.");
+
+static PyObject *
+mb_write(MessageBuffer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer src, key = {0};
+    Py_ssize_t key_offset = 0;
+    PyObject *result = NULL;
+    uint8_t *dst;
+
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "write() takes from 1 to 3 arguments");
+        return NULL;
+    }
+    if (nargs == 3) {
+        key_offset = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+        if (key_offset == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (key_offset < 0) {
+            PyErr_SetString(PyExc_ValueError, "key_offset must not be negative");
+            return NULL;
+        }
+    }
+    if (PyObject_GetBuffer(args[0], &src, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (nargs >= 2 && PyObject_GetBuffer(args[1], &key, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (key.len != 0 && key.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "key must be empty or 4 bytes");
+        goto done;
+    }
+    if (!mb_usable(self)) {
+        goto done;
+    }
+    if (src.len > self->size - self->written) {
+        PyErr_Format(PyExc_ValueError,
+                     "%zd bytes do not fit: %zd of %zd bytes are left",
+                     src.len, self->size - self->written, self->size);
+        goto done;
+    }
+    if (src.len == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    dst = (uint8_t *)PyBytes_AS_STRING(self->data) + self->written;
+    if (key.len == 4) {
+        uint8_t rotated[4];
+        const uint8_t *k = key.buf;
+        int i;
+        for (i = 0; i < 4; i++) {
+            rotated[i] = k[(i + key_offset) & 3];
+        }
+        if (src.len >= NOGIL_THRESHOLD) {
+            self->busy = 1;
+            Py_BEGIN_ALLOW_THREADS
+            xor_mask(src.buf, dst, src.len, rotated);
+            Py_END_ALLOW_THREADS
+            self->busy = 0;
+        }
+        else {
+            xor_mask(src.buf, dst, src.len, rotated);
+        }
+    }
+    else if (src.len >= NOGIL_THRESHOLD) {
+        self->busy = 1;
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(dst, src.buf, src.len);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+    }
+    else {
+        memcpy(dst, src.buf, src.len);
+    }
+    self->written += src.len;
+    result = Py_NewRef(Py_None);
+done:
+    if (key.obj != NULL) {
+        PyBuffer_Release(&key);
+    }
+    PyBuffer_Release(&src);
+    return result;
+}
+
+PyDoc_STRVAR(mb_finish_doc,
+"finish()\n--\n\n"
+"The assembled message as bytes, without a copy. Only once, and only when all size bytes\n"
+"were written (ValueError otherwise); the buffer is unusable afterwards.");
+
+static PyObject *
+mb_finish(MessageBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result;
+
+    if (!mb_usable(self)) {
+        return NULL;
+    }
+    if (self->written != self->size) {
+        PyErr_Format(PyExc_ValueError, "%zd of %zd bytes were written",
+                     self->written, self->size);
+        return NULL;
+    }
+    self->finished = 1;
+    if (self->data == NULL) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    result = self->data;
+    self->data = NULL;
+    return result;
+}
+
+static PyObject *
+mb_get_size(MessageBuffer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->size);
+}
+
+static PyObject *
+mb_get_written(MessageBuffer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->written);
+}
+
+static PyMethodDef mb_methods[] = {
+    {"write", (PyCFunction)(void (*)(void))mb_write, METH_FASTCALL, mb_write_doc},
+    {"finish", (PyCFunction)mb_finish, METH_NOARGS, mb_finish_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef mb_getset[] = {
+    {"size", (getter)mb_get_size, NULL, "The message's length.", NULL},
+    {"written", (getter)mb_get_written, NULL, "Bytes written so far.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(mb_doc,
+"MessageBuffer(size)\n--\n\n"
+"One received message of size bytes assembled in place: write() payload into it\n"
+"(unmasking on the way), then finish() once for the bytes.");
+
+static PyType_Slot mb_slots[] = {
+    {Py_tp_doc, (void *)mb_doc},
+    {Py_tp_new, mb_new},
+    {Py_tp_dealloc, mb_dealloc},
+    {Py_tp_methods, mb_methods},
+    {Py_tp_getset, mb_getset},
+    {0, NULL},
+};
+
+static PyType_Spec mb_spec = {
+    "wskit.core._speedups.MessageBuffer",
+    sizeof(MessageBuffer),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    mb_slots,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static int
+speedups_exec(PyObject *module)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, &mb_spec, NULL);
+    int rc;
+
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "MessageBuffer", type);
+    Py_DECREF(type);
+    return rc;
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, speedups_exec},
+    {0, NULL},
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
     {NULL, NULL, 0, NULL},
@@ -90,6 +352,10 @@ static struct PyModuleDef speedups_module = {
     "Compiled hot path of the wskit core (see wskit.core.frames).",
     0,
     speedups_methods,
+    speedups_slots,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC

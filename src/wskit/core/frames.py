@@ -6,12 +6,14 @@ from its buffer; this module holds what both directions share.
 
 from __future__ import annotations
 
+import operator
 import os
 import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 from wskit.exceptions import LocalProtocolError, RemoteProtocolError
 
@@ -20,6 +22,9 @@ __all__ = [
     "MAX_CONTROL_PAYLOAD",
     "CloseCode",
     "Frame",
+    "MessageBuffer",
+    "MessageBufferLike",
+    "MessageBufferPy",
     "Opcode",
     "apply_mask",
     "apply_mask_py",
@@ -156,13 +161,110 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     )
 
 
+class MessageBufferLike(Protocol):
+    """What the connection needs from a message buffer (either implementation)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def written(self) -> int: ...
+
+    def write(
+        self, src: bytes | bytearray | memoryview, key: bytes = b"", key_offset: int = 0, /
+    ) -> None: ...
+
+    def finish(self) -> bytes: ...
+
+
+class MessageBufferPy:
+    """One received message of ``size`` bytes assembled from pieces, unmasked on the way in.
+
+    The connection creates it from the length a frame header declared, once the limits allow
+    that length, then writes every piece of payload as it arrives; :meth:`finish` returns the
+    message once all ``size`` bytes were written. The compiled twin
+    (``wskit.core._speedups.MessageBuffer``) unmasks each piece straight into the bytes object
+    it returns, so a large message is copied once; this pure-Python one keeps the unmasked
+    pieces and joins them, as cheap as Python gets. Both raise the same errors for the same
+    calls.
+    """
+
+    __slots__ = ("_finished", "_parts", "_size", "_written")
+
+    def __init__(self, size: int) -> None:
+        size = operator.index(size)
+        if size < 0:
+            raise ValueError("size must not be negative")
+        self._parts: list[bytes] = []
+        self._size = size
+        self._written = 0
+        self._finished = False
+
+    @property
+    def size(self) -> int:
+        """The message's length."""
+        return self._size
+
+    @property
+    def written(self) -> int:
+        """Bytes written so far."""
+        return self._written
+
+    def write(
+        self, src: bytes | bytearray | memoryview, key: bytes = b"", key_offset: int = 0, /
+    ) -> None:
+        """Append ``src``, unmasked with the 4-byte ``key`` (RFC 6455 5.3) or as is when
+        ``key`` is empty; ``key_offset`` payload bytes of the frame came before ``src``.
+
+        Raises :class:`ValueError` if ``src`` does not fit in the bytes left.
+        """
+        key_offset = operator.index(key_offset)
+        if key_offset < 0:
+            raise ValueError("key_offset must not be negative")
+        with memoryview(src) as view:
+            key = bytes(memoryview(key))
+            if len(key) not in (0, 4):
+                raise ValueError("key must be empty or 4 bytes")
+            self._check_usable()
+            n = view.nbytes
+            left = self._size - self._written
+            if n > left:
+                raise ValueError(f"{n} bytes do not fit: {left} of {self._size} bytes are left")
+            if not n:
+                return
+            if key:
+                offset = key_offset & 3
+                if offset:
+                    key = key[offset:] + key[:offset]
+                self._parts.append(apply_mask_py(view, key))
+            else:
+                self._parts.append(bytes(view))
+            self._written += n
+
+    def finish(self) -> bytes:
+        """The assembled message; once, and only when all ``size`` bytes were written."""
+        self._check_usable()
+        if self._written != self._size:
+            raise ValueError(f"{self._written} of {self._size} bytes were written")
+        self._finished = True
+        parts = self._parts
+        self._parts = []
+        # One part is returned as it is: join does not copy a single bytes object.
+        return b"".join(parts)
+
+    def _check_usable(self) -> None:
+        if self._finished:
+            raise ValueError("MessageBuffer is finished")
+
+
 #: Which implementation of the hot path is active: "compiled" (wskit.core._speedups) or
 #: "python". ``WSKIT_NO_EXTENSIONS=1`` in the environment forces "python".
 IMPLEMENTATION = "python"
 apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask_py
+MessageBuffer: Callable[[int], MessageBufferLike] = MessageBufferPy
 if not os.environ.get("WSKIT_NO_EXTENSIONS"):
     try:
-        from wskit.core._speedups import apply_mask
+        from wskit.core._speedups import MessageBuffer, apply_mask
     except ImportError:  # not built: no compiler at install time, or an unusual platform
         pass
     else:
