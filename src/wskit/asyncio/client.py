@@ -41,6 +41,8 @@ logger = logging.getLogger("wskit.client")
 class WebSocketClientConnection(Connection):
     """A client-side connection (see :class:`~wskit.asyncio.connection.Connection`)."""
 
+    __slots__ = ()
+
     core: ClientConnection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -106,6 +106,43 @@ class Connection(asyncio.BufferedProtocol):
     instead of ``recv()``, and the ``*_nowait`` methods act without awaiting.
     """
 
+    # Slots keep an idle connection small (CPython gives an object with this many attributes
+    # a whole dict of its own); "__dict__" still lets applications attach their own.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_timer",
+        "_closed_event",
+        "_closed_waiter",
+        "_drain_waiters",
+        "_handler_closed",
+        "_handler_factory",
+        "_held_events",
+        "_keepalive_mark",
+        "_keepalive_timer",
+        "_lost_waiter",
+        "_messages",
+        "_opened_waiter",
+        "_ping_outstanding",
+        "_pings",
+        "_read_view",
+        "_reading_paused",
+        "_recv_waiter",
+        "_writing_paused",
+        "close_timeout",
+        "core",
+        "handler",
+        "latency",
+        "logger",
+        "loop",
+        "max_queue",
+        "opened",
+        "ping_interval",
+        "ping_timeout",
+        "transport",
+        "write_limit",
+    )
+
     def __init__(
         self,
         core: CoreConnection,

@@ -52,6 +52,8 @@ logger = logging.getLogger("wskit.server")
 class WebSocketServerConnection(Connection):
     """A server-side connection: answers the opening handshake, then runs the handler."""
 
+    __slots__ = ("_handler_task", "_handshake_timer", "server")
+
     def __init__(self, server: Server, core: ServerConnection, **kwargs: Any) -> None:
         super().__init__(core, **kwargs)
         self.server = server

@@ -7,6 +7,7 @@ regard to case (RFC 9110 5.1); order is kept so that a request or response is re
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal
 
 __all__ = ["Headers", "HeadersLike", "MultipleValuesError"]
 
@@ -17,6 +18,10 @@ class Headers:
     ``headers["Host"]`` returns the value of a field that appears once, and raises ``KeyError``
     when it is missing (``MultipleValuesError``, a ``KeyError``, when it appears more than
     once); :meth:`get_all` returns every value of a name, in order.
+
+    Lookups use an index by lower-case name, built on first use. :meth:`compact` drops it for
+    good: a connection keeps its handshake's headers for its whole life, and the index would
+    double their memory for the few lookups made after the handshake, which then scan.
     """
 
     __slots__ = ("_index", "_items")
@@ -26,7 +31,8 @@ class Headers:
         items: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        # None: not built yet; False: compacted, lookups scan _items.
+        self._index: dict[str, list[str]] | Literal[False] | None = None
         if items is None:
             return
         if isinstance(items, Headers):
@@ -41,7 +47,26 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field, keeping any earlier field with the same name."""
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        index = self._index
+        if isinstance(index, dict):
+            index.setdefault(name.lower(), []).append(value)
+
+    def compact(self) -> None:
+        """Drop the lookup index for good, to save memory; lookups scan from now on."""
+        self._index = False
+
+    def _values(self, key: str) -> list[str] | None:
+        """The values of the lower-case name ``key``, or None when absent."""
+        index = self._index
+        if index is None:
+            built: dict[str, list[str]] = {}
+            for name, value in self._items:
+                built.setdefault(name.lower(), []).append(value)
+            index = self._index = built
+        elif index is False:
+            values = [v for n, v in self._items if n.lower() == key]
+            return values or None
+        return index.get(key)
 
     def __setitem__(self, name: str, value: str) -> None:
         """Append a field (like :meth:`add`); use :meth:`set` to replace."""
@@ -55,32 +80,37 @@ class Headers:
     def remove(self, name: str) -> None:
         """Remove every field called ``name`` (no error when there is none)."""
         key = name.lower()
-        if self._index.pop(key, None) is not None:
+        if self._values(key) is not None:
             self._items = [(n, v) for n, v in self._items if n.lower() != key]
+            index = self._index
+            if isinstance(index, dict):
+                del index[key]
 
     def __getitem__(self, name: str) -> str:
-        values = self._index[name.lower()]
+        values = self._values(name.lower())
+        if values is None:
+            raise KeyError(name)
         if len(values) > 1:
             raise MultipleValuesError(name)
         return values[0]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of a field that appears once, or ``default`` (also when it repeats)."""
-        values = self._index.get(name.lower())
+        values = self._values(name.lower())
         if not values or len(values) > 1:
             return default
         return values[0]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in the order received (empty list when absent)."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._values(name.lower()) or ())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and self._values(name.lower()) is not None
 
     def __iter__(self) -> Iterator[str]:
         """Iterate over the distinct field names (lower case)."""
-        return iter(self._index)
+        return iter(dict.fromkeys(name.lower() for name, _ in self._items))
 
     def __len__(self) -> int:
         return len(self._items)
