@@ -104,3 +104,26 @@ def test_compact_and_indexed_agree_under_any_edits(ops: list[tuple[str, str, str
                     headers.remove(name)
     assert lookups(plain, EDITED) == lookups(compacting, EDITED)
     assert plain == compacting
+
+
+def test_a_finished_handshake_keeps_its_headers_without_the_index() -> None:
+    """An open connection keeps its request and response, compacted: lookups still work."""
+    from wskit.core import ClientConnection, ServerConnection
+
+    client = ClientConnection("ws://example.com/chat", extra_headers={"X-Token": "t"})
+    server = ServerConnection()
+    client.send_request()
+    server.receive_data(b"".join(client.data_to_send()))
+    (request,) = server.events()
+    server.send_response(server.accept(request))
+    client.receive_data(b"".join(server.data_to_send()))
+    assert client.response is not None and server.response is not None
+    for headers in (
+        request.headers,
+        server.response.headers,
+        client.request.headers,
+        client.response.headers,
+    ):
+        assert headers._index is False
+    assert request.headers["x-token"] == "t"
+    assert client.response.headers["Upgrade"] == "websocket"

@@ -845,6 +845,14 @@ class Connection:
         self._rsv_allowed = rsv
 
 
+def _compact_headers(request: Request | None, response: Response) -> None:
+    """The handshake is done: its headers stay for the connection's life (``request``,
+    ``response``), but their lookup index need not (about 2 KiB an idle connection)."""
+    if request is not None:
+        request.headers.compact()
+    response.headers.compact()
+
+
 class _Default:
     """Marker for "not given": the connection decides (subprotocol, user agent)."""
 
@@ -996,7 +1004,9 @@ class ServerConnection(Connection):
         if response.status == 101 and accepted is not None and accepted[0] is response:
             self._set_extensions(accepted[1])
             self.subprotocol = accepted[2]
+            self._accepted = None
             self._transition("handshake done")
+            _compact_headers(self.request, response)
             if self._buf:  # frames that arrived right behind the request
                 self._receive_buffered()
             return
@@ -1082,6 +1092,7 @@ class ClientConnection(Connection):
             self._finish("handshake failed", exc)
             return
         self._transition("handshake done")
+        _compact_headers(self.request, response)
         self._events.append(response)
 
     def _negotiate_extensions(self, response: Response) -> list[Extension]:
