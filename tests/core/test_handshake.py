@@ -1301,3 +1301,20 @@ def test_wsproto_client_request_and_extension_offer() -> None:
     (event,) = client.events()
     assert isinstance(event, AcceptConnection)
     assert event.subprotocol == "b"
+
+
+def test_common_header_names_and_values_share_one_string_across_requests() -> None:
+    """Handshakes are kept for a connection's life: the usual names and values are not
+    allocated again for every connection (and lookups still see exactly what was sent)."""
+    first = parse_request(RFC_REQUEST, DEFAULT_LIMITS)
+    second = parse_request(bytes(RFC_REQUEST), DEFAULT_LIMITS)
+    assert first is not None and second is not None
+    pairs = zip(first[0].headers.items(), second[0].headers.items(), strict=True)
+    shared = [a for a, b in pairs if a[0] is b[0]]
+    assert [name for name, _ in shared][:3] == ["Host", "Upgrade", "Connection"]
+    upgrade = [v for n, v in first[0].headers.items() if n == "Upgrade"]
+    assert upgrade == ["websocket"]
+    # A value that is not one of the shared ones is still checked.
+    bad = RFC_REQUEST.replace(b"Upgrade: websocket", b"Upgrade: web\x7fsocket")
+    with pytest.raises(InvalidHandshake, match="invalid character"):
+        parse_request(bad, DEFAULT_LIMITS)
