@@ -168,10 +168,11 @@ fi
 
 # --- 6. everything --------------------------------------------------------------------------
 step "6/6 pytest: pure-Python mode (WSKIT_NO_EXTENSIONS=1), then compiled with Autobahn"
-if .venv/bin/python -c 'import wskit.core._speedups' 2>/dev/null; then
-    echo "compiled hot path built: $(.venv/bin/python -c 'import wskit.core as c; print(c.IMPLEMENTATION)')"
+implementation="$(.venv/bin/python -c 'import wskit.core as c; print(c.IMPLEMENTATION)')"
+if [ "$implementation" = compiled ]; then
+    echo "compiled hot path built: the Cython core and wskit.core._speedups"
 else
-    die "wskit.core._speedups was not built (is gcc installed?); the compiled mode cannot be tested"
+    die "the compiled hot path was not built (IMPLEMENTATION=$implementation: is gcc installed?)"
 fi
 # Every test but Autobahn in pure-Python mode; Autobahn runs against the compiled build below.
 WSKIT_NO_EXTENSIONS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -m "not autobahn" "$@"

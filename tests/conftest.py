@@ -10,7 +10,9 @@ fixtures that serve one area of the suite stay beside its tests.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +33,39 @@ _NOTES = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers above and the store behind :func:`summary_note`."""
+    """Register the markers above and the store behind :func:`summary_note`; refuse to test
+    stale compiled modules."""
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.stash[_NOTES] = []
+    core = Path(__file__).resolve().parents[1] / "src" / "wskit" / "core"
+    # (With WSKIT_NO_EXTENSIONS=1 the .py sources run: compiled modules do not matter.)
+    stale = [] if os.environ.get("WSKIT_NO_EXTENSIONS") else stale_extensions(core)
+    if stale:
+        pytest.exit(
+            "compiled modules older than their sources would be tested instead of them: "
+            + ", ".join(stale)
+            + ". Rebuild (pip install -e . or python setup.py build_ext --inplace) or delete them.",
+            returncode=4,
+        )
+
+
+def stale_extensions(core: Path) -> list[str]:
+    """Extension modules built in place in ``core`` whose sources changed since the build.
+
+    Python imports a compiled ``connection.*.so`` in preference to ``connection.py``, so after
+    an edit without a rebuild the tests would silently run the old code.
+    """
+    stale = []
+    for built in sorted(core.glob("*.so")) + sorted(core.glob("*.pyd")):
+        stem = built.name.split(".")[0]
+        sources = [core / f"{stem}{suffix}" for suffix in (".py", ".pxd", ".c")]
+        if stem == "_speedups":
+            sources = [core / "_speedups.c"]
+        newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
+        if newest > built.stat().st_mtime:
+            stale.append(built.name)
+    return stale
 
 
 @pytest.fixture

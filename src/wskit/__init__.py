@@ -14,6 +14,8 @@ Start with :func:`wskit.asyncio.serve` and :func:`wskit.asyncio.connect`.
 
 from __future__ import annotations
 
+# First: with WSKIT_NO_EXTENSIONS=1, the core's .py sources load even where compiled ones exist.
+import wskit._purepath  # noqa: F401
 from wskit.core import Headers, Limits, Request, Response, State
 from wskit.exceptions import (
     ConcurrencyError,

@@ -64,15 +64,17 @@ async def raw_session(port: int, frames: list[tuple[str, Any]]) -> list[Any]:
     # they can go out in the same write as the request.
     framer = ClientConnection(f"ws://127.0.0.1:{port}/raw")
     framer.state = framer.state.__class__.OPEN
+    data = [head]
     for kind, payload in frames:
         if kind == "text":
             framer.send_text(payload)
-        elif kind == "raw":
-            framer._out.append(payload)
-        else:
+        elif kind == "binary":
             framer.send_binary(payload)
+        data += framer.data_to_send()
+        if kind == "raw":
+            data.append(payload)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(head + b"".join(framer.data_to_send()))
+    writer.write(b"".join(data))
     received = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     client.receive_data(received)

@@ -68,10 +68,17 @@ def test_masking_rejects_bad_arguments() -> None:
         fast(b"abc")
 
 
+#: The core modules Cython compiles from their .py sources (setup.py's CYTHON_MODULES).
+CYTHON_MODULES = ("wskit.core.connection", "wskit.core.events", "wskit.core.frames")
+
+
 def test_environment_switch_forces_the_pure_path() -> None:
+    """One build, two ways: without the switch every compiled module is used; with it, the
+    .py sources are (the Cython modules too, though their extension files are there)."""
     code = (
-        "import wskit.core as c, wskit.core.frames as f;"
-        "print(c.IMPLEMENTATION, f.apply_mask.__module__, f.MessageBuffer.__module__)"
+        "import importlib, wskit.core as c, wskit.core.frames as f;"
+        "print(c.IMPLEMENTATION, f.apply_mask.__module__, f.MessageBuffer.__module__);"
+        f"print(*[importlib.import_module(m).__file__.endswith('.py') for m in {CYTHON_MODULES}])"
     )
     env = {**os.environ, "PYTHONPATH": SRC}
     env.pop("WSKIT_NO_EXTENSIONS", None)
@@ -79,12 +86,32 @@ def test_environment_switch_forces_the_pure_path() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     compiled()
-    assert out.stdout.split() == ["compiled", "wskit.core._speedups", "wskit.core._speedups"]
+    assert out.stdout.split() == ["compiled", "wskit.core._speedups", "wskit.core._speedups"] + [
+        "False"
+    ] * len(CYTHON_MODULES)
     env["WSKIT_NO_EXTENSIONS"] = "1"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["python", "wskit.core.frames", "wskit.core.frames"]
+    assert out.stdout.split() == ["python", "wskit.core.frames", "wskit.core.frames"] + [
+        "True"
+    ] * len(CYTHON_MODULES)
+
+
+def test_the_core_runs_compiled_unless_switched_off() -> None:
+    """A build without Cython or a compiler is a failure here, not a skip: CI builds both."""
+    import wskit.core
+
+    if os.environ.get("WSKIT_NO_EXTENSIONS"):
+        assert wskit.core.IMPLEMENTATION == "python"
+        assert connection_module.__file__ is not None
+        assert connection_module.__file__.endswith(".py")
+    else:
+        assert wskit.core.IMPLEMENTATION == "compiled", (
+            "the Cython core or the C module is not built: pip install -e . with a C compiler"
+        )
+        for name in CYTHON_MODULES:
+            assert not (sys.modules[name].__file__ or ".py").endswith(".py"), name
 
 
 # A stream of client frames: (opcode, fin, payload) with valid sequencing most of the time.

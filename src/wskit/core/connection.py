@@ -190,7 +190,7 @@ class Connection:
     many payload bytes (``None``: one frame per ``send_*`` call).
     """
 
-    is_client: bool = False
+    is_client = False
 
     # Slots: an idle connection costs memory per attribute, not a dict's worth (issue #3).
     __slots__ = (
@@ -558,12 +558,13 @@ class Connection:
             elif length == 127:
                 if end - head < 8:
                     break
-                length = int.from_bytes(buf[head : head + 8], "big")
-                head += 8
-                # RFC 6455 5.2: "the most significant bit MUST be 0".
-                if length >> 63:
+                # RFC 6455 5.2: "the most significant bit MUST be 0". Checked on the first
+                # byte, before the conversion: the length then fits a signed 64-bit integer.
+                if buf[head] & 0x80:
                     error = RemoteProtocolError("64-bit frame length with the high bit set")
                     break
+                length = int.from_bytes(buf[head : head + 8], "big")
+                head += 8
             opcode = b0 & 0x0F
             fin = b0 & FIN
             rsv = b0 & 0x70

@@ -6,6 +6,7 @@ from its buffer; this module holds what both directions share.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import secrets
@@ -18,7 +19,6 @@ from typing import Protocol
 from wskit.exceptions import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
-    "IMPLEMENTATION",
     "MAX_CONTROL_PAYLOAD",
     "CloseCode",
     "Frame",
@@ -257,18 +257,14 @@ class MessageBufferPy:
             raise ValueError("MessageBuffer is finished")
 
 
-#: Which implementation of the hot path is active: "compiled" (wskit.core._speedups) or
-#: "python". ``WSKIT_NO_EXTENSIONS=1`` in the environment forces "python".
-IMPLEMENTATION = "python"
+# The C module's masking and message buffer when it was built (``WSKIT_NO_EXTENSIONS=1`` in
+# the environment forces the pure-Python twins); ``wskit.core.IMPLEMENTATION`` reports it.
 apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask_py
 MessageBuffer: Callable[[int], MessageBufferLike] = MessageBufferPy
 if not os.environ.get("WSKIT_NO_EXTENSIONS"):
-    try:
+    # Not built: no compiler at install time, or an unusual platform.
+    with contextlib.suppress(ImportError):
         from wskit.core._speedups import MessageBuffer, apply_mask
-    except ImportError:  # not built: no compiler at install time, or an unusual platform
-        pass
-    else:
-        IMPLEMENTATION = "compiled"
 
 
 def encode_frame(
