@@ -763,6 +763,10 @@ def test_serialize_request_refuses_what_cannot_be_sent(request_: Request) -> Non
     [
         Response(101, Headers(), reason="OK\r\nX: y"),
         Response(101, Headers([("X", "a\r\n")])),
+        # A usual (pre-encoded) name or value does not let its partner through unchecked.
+        Response(101, Headers([("Upgrade", "websocket\r\nX: y")])),
+        Response(101, Headers([("Up grade", "websocket")])),
+        Response(101, Headers(), http_version="HTTP/1.1\r\n"),
         Response(42, Headers()),
         Response(1000, Headers()),
     ],

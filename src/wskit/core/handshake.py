@@ -408,11 +408,17 @@ _SHARED_TOKENS = {
 }
 
 
+#: The same tokens as str -> bytes, plus the default Server/User-Agent value, for serializing.
+_ENCODED_TOKENS = {token: data for data, token in _SHARED_TOKENS.items()} | {
+    token: token.encode("latin-1") for token in (USER_AGENT, "HTTP/1.1", "Switching Protocols")
+}
+
+
 def _parse_fields(lines: list[bytes], limits: Limits, too_large: int) -> Headers:
     """Parse ``field-name ":" OWS field-value OWS`` lines (RFC 9112 5) into :class:`Headers`."""
     if len(lines) > limits.max_headers:
         raise InvalidHandshake(f"more than {limits.max_headers} header fields", too_large)
-    headers = Headers()
+    fields: list[tuple[str, str]] = []
     for line in lines:
         if line[:1] in (b" ", b"\t"):
             # RFC 9112 5.2: "A server that receives an obs-fold in a request message [...]
@@ -441,8 +447,8 @@ def _parse_fields(lines: list[bytes], limits: Limits, too_large: int) -> Headers
                 raise InvalidHandshake(f"invalid character in the value of {_quote(name)}")
             # RFC 9110 5.5: obs-text is kept as octets; latin-1 maps each one to a character.
             shared_value = value.decode("latin-1")
-        headers.add(shared_name or name.decode("ascii"), shared_value)
-    return headers
+        fields.append((shared_name or name.decode("ascii"), shared_value))
+    return Headers.adopt(fields)
 
 
 def _content_length(values: Sequence[str]) -> int:
@@ -485,9 +491,13 @@ def serialize_response(response: Response) -> bytes:
     """
     if not 100 <= response.status <= 999:
         raise LocalProtocolError(f"invalid status code {response.status}")
-    version = _encode(response.http_version, _VCHAR, "HTTP version")
+    version = _ENCODED_TOKENS.get(response.http_version) or _encode(
+        response.http_version, _VCHAR, "HTTP version"
+    )
     reason = response.reason or _phrase(response.status)
-    reason_bytes = _encode(reason, _STATUS_LINE_CHAR, "reason phrase", allow_empty=True)
+    reason_bytes = _ENCODED_TOKENS.get(reason) or _encode(
+        reason, _STATUS_LINE_CHAR, "reason phrase", allow_empty=True
+    )
     head = b"%s %d %s\r\n%s\r\n" % (
         version,
         response.status,
@@ -498,14 +508,19 @@ def serialize_response(response: Response) -> bytes:
 
 
 def _serialize_fields(headers: Headers) -> bytes:
-    return b"".join(
-        b"%s: %s\r\n"
-        % (
-            _encode(name, _TCHAR, "header field name"),
-            _encode(value, _FIELD_VALUE_CHAR, f"value of header {name!r}", allow_empty=True),
-        )
-        for name, value in headers.items()
-    )
+    lines = []
+    for name, value in headers.items():
+        # The fields every 101 carries are known to be valid: encoded once, not checked again.
+        encoded_name = _ENCODED_TOKENS.get(name)
+        if encoded_name is None:
+            encoded_name = _encode(name, _TCHAR, "header field name")
+        encoded_value = _ENCODED_TOKENS.get(value)
+        if encoded_value is None:
+            encoded_value = _encode(
+                value, _FIELD_VALUE_CHAR, f"value of header {name!r}", allow_empty=True
+            )
+        lines.append(b"%s: %s\r\n" % (encoded_name, encoded_value))
+    return b"".join(lines)
 
 
 def _encode(text: str, allowed: bytes, what: str, *, allow_empty: bool = False) -> bytes:
@@ -654,14 +669,18 @@ def check_request(request: Request) -> str:
         raise InvalidHandshake("missing Host header" if not hosts else "repeated Host header")
     # RFC 6455 4.2.1: "A |Connection| header field that includes the token "Upgrade", treated
     # as an ASCII case-insensitive value."
-    connection = [token.lower() for token in parse_token_list(headers.get_all("Connection"))]
-    if "upgrade" not in connection:
-        raise InvalidHandshake("the Connection header lacks the upgrade token")
+    connection_values = headers.get_all("Connection")
+    if connection_values != ["Upgrade"]:  # (the usual value needs no parsing)
+        connection = [token.lower() for token in parse_token_list(connection_values)]
+        if "upgrade" not in connection:
+            raise InvalidHandshake("the Connection header lacks the upgrade token")
     # RFC 6455 4.2.1: "An |Upgrade| header field containing the value "websocket", treated as
     # an ASCII case-insensitive value." Upgrade is a list of protocol[/version] (RFC 9110 7.8).
-    upgrade = [protocol.lower() for protocol in _list_elements(headers.get_all("Upgrade"))]
-    if "websocket" not in upgrade:
-        raise InvalidHandshake("the Upgrade header lacks websocket")
+    upgrade_values = headers.get_all("Upgrade")
+    if upgrade_values != ["websocket"]:  # (the usual value needs no parsing)
+        upgrade = [protocol.lower() for protocol in _list_elements(upgrade_values)]
+        if "websocket" not in upgrade:
+            raise InvalidHandshake("the Upgrade header lacks websocket")
     # RFC 6455 4.4: "If this version does not match a version understood by the server, the
     # server MUST abort the WebSocket handshake described in this section and instead send an
     # appropriate HTTP error code (such as 426 Upgrade Required) and a |Sec-WebSocket-Version|

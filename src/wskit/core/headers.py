@@ -44,6 +44,14 @@ class Headers:
         for name, value in pairs:
             self.add(name, value)
 
+    @classmethod
+    def adopt(cls, fields: list[tuple[str, str]]) -> Headers:
+        """Headers holding ``fields`` itself (no copy): for a parser that built the list and
+        hands it over; the caller must not use the list afterwards."""
+        headers = cls()
+        headers._items = fields
+        return headers
+
     def add(self, name: str, value: str) -> None:
         """Append a field, keeping any earlier field with the same name."""
         self._items.append((name, value))
