@@ -5,7 +5,8 @@ setuptools skips it and wskit runs the pure-Python code instead):
 
 - ``wskit.core._speedups``: a small C module (masking, the one-copy message buffer);
 - ``wskit.core.connection``, ``.frames`` and ``.events``: the core's own ``.py`` sources,
-  compiled by Cython in pure-Python mode with the C types of the ``.pxd`` beside each. The
+  compiled by Cython in pure-Python mode with the C types of the ``.pxd`` beside each; and
+  ``wskit.asyncio._hotpath``, the asyncio front end's per-message path, the same way. The
   ``.py`` stays the one source of truth; without Cython it simply runs as Python.
 
 ``WSKIT_NO_EXTENSIONS=1`` at build time builds neither; at run time it makes wskit load the
@@ -19,8 +20,13 @@ import os
 
 from setuptools import Extension, setup
 
-#: The core modules Cython compiles (kept in step with wskit/_purepath.py and the .pxd files).
-CYTHON_MODULES = ("wskit.core.connection", "wskit.core.frames", "wskit.core.events")
+#: The modules Cython compiles (kept in step with wskit/_purepath.py and the .pxd files).
+CYTHON_MODULES = (
+    "wskit.core.connection",
+    "wskit.core.frames",
+    "wskit.core.events",
+    "wskit.asyncio._hotpath",
+)
 
 extensions: list[Extension] = []
 if not os.environ.get("WSKIT_NO_EXTENSIONS"):
@@ -35,7 +41,7 @@ if not os.environ.get("WSKIT_NO_EXTENSIONS"):
     )
     try:
         from Cython.Build import cythonize
-    except ImportError:  # no Cython in the build environment: the core stays pure Python
+    except ImportError:  # no Cython in the build environment: it all stays pure Python
         pass
     else:
         compiled = cythonize(

@@ -22,6 +22,7 @@ from wskit.asyncio import (
 )
 from wskit.asyncio.connection import READ_BUFFER_SIZE
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
+from wskit.core.connection import encode_message
 from wskit.core.events import Ping
 from wskit.exceptions import (
     ConcurrencyError,
@@ -194,8 +195,10 @@ async def test_cancelled_recv_loses_no_message() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
         task = asyncio.ensure_future(ws.recv())
         await asyncio.sleep(0)
-        # Hand a message to the waiting recv() and cancel it before it resumes.
-        ws._deliver("kept")
+        # A message arrives for the waiting recv(), which is cancelled before it resumes.
+        frame = encode_message("kept")
+        ws.get_buffer(-1)[: len(frame)] = frame
+        ws.buffer_updated(len(frame))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

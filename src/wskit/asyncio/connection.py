@@ -12,15 +12,15 @@ import logging
 import secrets
 import sys
 import threading
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from wskit.abc import CallbackHandler
+from wskit.asyncio._hotpath import HotPath
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
-from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
+from wskit.core.events import Closed, Request, Response
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -98,48 +98,40 @@ class ConnectionStatistics:
     latency: float | None
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(HotPath, asyncio.BufferedProtocol):
     """A WebSocket connection: ``recv``/``send``/``ping``/``close`` and ``async for``.
 
     Created by :func:`wskit.asyncio.connect` and :func:`wskit.asyncio.serve`; not by hand.
     With a class-based handler (:class:`wskit.handlers.Handler`) messages go to its hooks
     instead of ``recv()``, and the ``*_nowait`` methods act without awaiting.
+
+    The per-message path (reading, ``recv``, ``send``, ``send_nowait``, dispatch to the
+    handler) is in the base class :class:`~wskit.asyncio._hotpath.HotPath`, compiled when
+    wskit is built with Cython; this class adds the rest in Python. It stays an
+    ``asyncio.BufferedProtocol``: transports check for that to call ``get_buffer``.
     """
 
     # Slots keep an idle connection small (CPython gives an object with this many attributes
-    # a whole dict of its own); "__dict__" still lets applications attach their own.
+    # a whole dict of its own); "__dict__" still lets applications attach their own. The
+    # attributes of the per-message path are HotPath's.
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_close_timer",
-        "_closed_event",
         "_closed_waiter",
         "_drain_waiters",
         "_handler_closed",
         "_handler_factory",
-        "_held_events",
         "_keepalive_mark",
         "_keepalive_timer",
         "_lost_waiter",
-        "_messages",
         "_opened_waiter",
         "_ping_outstanding",
         "_pings",
-        "_read_view",
-        "_reading_paused",
-        "_recv_waiter",
-        "_writing_paused",
-        "close_timeout",
-        "core",
-        "handler",
         "latency",
         "logger",
-        "loop",
-        "max_queue",
         "opened",
         "ping_interval",
         "ping_timeout",
-        "transport",
         "write_limit",
     )
 
@@ -155,45 +147,28 @@ class Connection(asyncio.BufferedProtocol):
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         handler: Callable[[], CallbackHandler] | None = None,
     ) -> None:
-        self.core = core
+        loop = asyncio.get_running_loop()
+        super().__init__(core, loop, read_buffer(), max_queue, close_timeout)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
-        self.max_queue = max_queue
         if isinstance(write_limit, int):
             write_limit = (write_limit, write_limit // 4)
         self.write_limit = write_limit
         self.logger = logger or logging.getLogger("wskit")
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         #: True once the opening handshake succeeded (it stays True after the close).
         self.opened = False
         #: The round-trip time of the last answered ping, in seconds.
         self.latency: float | None = None
-        self._read_view = read_buffer()
-        # Messages received while nobody waits in recv(); created on first use, since a deque
-        # costs several hundred bytes and most connections hand messages straight over.
-        self._messages: deque[Data] | None = None
-        self._recv_waiter: asyncio.Future[Data] | None = None
-        self._reading_paused = False
-        self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._closed_event: Closed | None = None
-        self._closed_waiter: asyncio.Future[None] = self.loop.create_future()
-        self._lost_waiter: asyncio.Future[None] = self.loop.create_future()
-        self._opened_waiter: asyncio.Future[None] = self.loop.create_future()
-        self._close_timer: asyncio.TimerHandle | None = None
+        self._closed_waiter: asyncio.Future[None] = loop.create_future()
+        self._lost_waiter: asyncio.Future[None] = loop.create_future()
+        self._opened_waiter: asyncio.Future[None] = loop.create_future()
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._keepalive_mark = -1
         self._ping_outstanding = False
-        #: The class-based handler whose hooks receive this connection's events, or None
-        #: when the application uses ``recv()``.
-        self.handler: CallbackHandler | None = None
         self._handler_factory = handler
         self._handler_closed = False
-        # Events read but not delivered because a handler paused reading.
-        self._held_events: list[Event] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -257,45 +232,6 @@ class Connection(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ receiving
 
-    async def recv(self) -> Data:
-        """The next message: ``str`` for text, ``bytes`` for binary.
-
-        Raises :class:`~wskit.exceptions.ConnectionClosedOK` after a normal close and
-        :class:`~wskit.exceptions.ConnectionClosedError` otherwise (its ``__cause__`` says
-        why), once every message received before the close has been returned.
-        """
-        messages = self._messages
-        if messages:
-            message = messages.popleft()
-            if self._reading_paused and len(messages) <= (self.max_queue or 0) // 2:
-                self._resume_reading()
-            return message
-        if self.core.hold_errors:
-            # The application handled every message it was given and asks for more: a bad
-            # frame held back behind them fails the connection now, after its answers.
-            self.core.hold_errors = False
-            if self.core.input_held:
-                self.core.receive_data(b"")
-                self._process()
-        if self._closed_event is not None:
-            raise self._closed_exception()
-        if self._recv_waiter is not None:
-            raise ConcurrencyError("another coroutine is already waiting in recv()")
-        if self.handler is not None:
-            raise ConcurrencyError("messages go to the handler's on_message(), not to recv()")
-        waiter: asyncio.Future[Data] = self.loop.create_future()
-        self._recv_waiter = waiter
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Cancelled after a message was handed over but before this task resumed: put it
-            # back, so a timeout around recv() never loses a message.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._queue().appendleft(waiter.result())
-            raise
-        finally:
-            self._recv_waiter = None
-
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages; ends quietly on a normal close, raises otherwise."""
         return self._iterate()
@@ -308,39 +244,6 @@ class Connection(asyncio.BufferedProtocol):
             return
 
     # ------------------------------------------------------------------ sending
-
-    async def send(
-        self, message: Data | Iterable[Data] | AsyncIterable[Data], *, compress: bool = True
-    ) -> None:
-        """Send a message: ``str`` as text, bytes-like as binary.
-
-        An iterable or async iterable of ``str`` (or of bytes) is sent as one fragmented
-        message, a frame per item. ``compress=False`` sends this message uncompressed even
-        when permessage-deflate was negotiated (for data that is already compressed). Waits
-        only while the write buffer is above its high-water mark. Raises
-        :class:`~wskit.exceptions.ConnectionClosed` once the connection closes.
-        """
-        core = self.core
-        try:
-            if isinstance(message, str):
-                core.send_text(message, compress=compress)
-            elif isinstance(message, bytes | bytearray | memoryview):
-                core.send_binary(message, compress=compress)
-            elif isinstance(message, AsyncIterable):
-                await self._send_fragments_async(message, compress)
-                return
-            elif isinstance(message, Iterable):
-                await self._send_fragments(message, compress)
-                return
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}")
-        except LocalProtocolError:
-            if core.state is not State.OPEN:
-                raise self._closed_exception() from None
-            raise
-        self._write_pending()
-        if self._writing_paused:
-            await self._drain()
 
     async def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         first = True
@@ -409,27 +312,6 @@ class Connection(asyncio.BufferedProtocol):
             self.core.send_pong(data.encode() if isinstance(data, str) else data)
         except LocalProtocolError:
             raise self._closed_exception() from None
-        self._write_pending()
-
-    def send_nowait(self, message: Data, *, compress: bool = True) -> None:
-        """Send a message now, without awaiting: for callbacks (class-based handlers).
-
-        The frame is written to the transport at once; above the write buffer's high-water
-        mark it is buffered there and :attr:`writing_paused` is True. Raises
-        :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing.
-        """
-        core = self.core
-        try:
-            if isinstance(message, str):
-                core.send_text(message, compress=compress)
-            elif isinstance(message, bytes | bytearray | memoryview):
-                core.send_binary(message, compress=compress)
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}")
-        except LocalProtocolError:
-            if core.state is not State.OPEN:
-                raise self._closed_exception() from None
-            raise
         self._write_pending()
 
     def ping_nowait(self, data: bytes = b"") -> None:
@@ -511,13 +393,6 @@ class Connection(asyncio.BufferedProtocol):
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.core.receive_data(self._read_view[:nbytes])
-        self._process()
-
     def eof_received(self) -> bool | None:
         self.core.receive_eof()
         self._process()
@@ -560,114 +435,6 @@ class Connection(asyncio.BufferedProtocol):
                 self._handler_failed()
 
     # ------------------------------------------------------------------ internals
-
-    def _write_pending(self) -> None:
-        data = self.core.data_to_send()
-        if data:
-            transport = self.transport
-            if transport.is_closing():
-                return
-            # Not writelines(): on CPython 3.12 and 3.13 it never calls pause_writing(), so
-            # send() would not wait and the write buffer would grow without bound.
-            for chunk in data:
-                transport.write(chunk)
-
-    def _process(self, pending: list[Event] | None = None) -> None:
-        """Write what the core queued (pongs included), dispatch its events (after
-        ``pending`` ones), honour its close requests."""
-        core = self.core
-        self._write_pending()
-        events = core.events()
-        if pending:
-            events = pending + events
-        if self._held_events is not None:
-            # A handler paused reading with events undelivered: new ones wait behind them.
-            self._held_events.extend(events)
-            events = []
-        handler = self.handler
-        it = iter(events)
-        for event in it:
-            kind = type(event)
-            if kind is Text or kind is Binary:
-                if handler is None:
-                    self._deliver(event.data)  # type: ignore[union-attr]
-                else:
-                    try:
-                        handler.on_message(event.data)  # type: ignore[union-attr]
-                    except Exception:
-                        self._handler_failed()
-            elif kind is Pong:
-                self._receive_pong(event.payload)  # type: ignore[union-attr]
-                if handler is not None:
-                    try:
-                        handler.on_pong(event.payload)  # type: ignore[union-attr]
-                    except Exception:
-                        self._handler_failed()
-            elif kind is Ping:
-                if handler is not None:
-                    try:
-                        handler.on_ping(event.payload)  # type: ignore[union-attr]
-                    except Exception:
-                        self._handler_failed()
-            elif kind is Closed:
-                self._on_closed(event)  # type: ignore[arg-type]
-            elif kind is Request:
-                self._on_request(event)  # type: ignore[arg-type]
-            elif kind is Response:
-                self._on_open()
-                handler = self.handler
-            if handler is not None and self._reading_paused:
-                # The handler asked for no more: keep the rest until resume_reading().
-                self._held_events = list(it)
-                break
-        if (
-            handler is not None
-            and core.input_held
-            and not core.hold_errors
-            and self._held_events is None
-        ):
-            # The handler answered every message before a bad frame: fail on it now, so the
-            # answers went out before the Close frame (as recv() users get it).
-            core.receive_data(b"")
-            self._process()
-            return
-        if core.should_close():
-            if not self.transport.is_closing():
-                self.transport.close()
-        elif core.close_expected() and self._close_timer is None and self.close_timeout:
-            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
-
-    def _deliver(self, message: Data) -> None:
-        # Until the application comes back to recv(), a bad frame after this message is held
-        # back, so the application's answer to it goes out before the Close frame.
-        self.core.hold_errors = True
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
-            self._recv_waiter = None
-            return
-        messages = self._queue()
-        messages.append(message)
-        # Backpressure: with max_queue messages waiting, stop reading until recv() catches up.
-        if (
-            self.max_queue is not None
-            and len(messages) >= self.max_queue
-            and not self._reading_paused
-            and not self.transport.is_closing()
-        ):
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def _queue(self) -> deque[Data]:
-        messages = self._messages
-        if messages is None:
-            messages = self._messages = deque()
-        return messages
-
-    def _resume_reading(self) -> None:
-        self._reading_paused = False
-        if not self.transport.is_closing():
-            self.transport.resume_reading()
 
     def _receive_pong(self, payload: bytes) -> None:
         entry = self._pings.get(payload)
@@ -712,9 +479,6 @@ class Connection(asyncio.BufferedProtocol):
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
-
-    def _on_request(self, request: Request) -> None:
-        """Server: a request arrived; the server subclass answers it."""
 
     def _on_open(self) -> None:
         """The opening handshake succeeded: start keepalive, run ``on_open``, wake the opener."""

@@ -2,6 +2,9 @@
 # of truth and runs unchanged without Cython; this file only adds C types.
 cimport cython
 
+# A C call from _queue_frame (frames.pxd declares it cpdef).
+from wskit.core.frames cimport encode_header
+
 # Imported from frames.py: held as C ints here (they are not re-exported by connection).
 cdef int FIN, MAX_CONTROL_PAYLOAD, RSV1
 cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG
@@ -47,6 +50,16 @@ cdef class Connection:
     cdef public Py_ssize_t messages_sent
     cdef public long long bytes_received
     cdef public long long bytes_sent
+
+    # The I/O contract, called once or more per message by the asyncio front end (compiled
+    # too, asyncio/_hotpath.pxd): cpdef makes those C calls, Python callers see no change.
+    cpdef receive_data(self, object data)
+    cpdef list events(self)
+    cpdef list data_to_send(self)
+    cpdef bint should_close(self)
+    cpdef bint close_expected(self)
+    cpdef send_text(self, object data, bint fin=*, bint compress=*)
+    cpdef send_binary(self, object data, bint fin=*, bint compress=*)
 
     cdef _send_data(self, int opcode, bytes payload, bint fin, bint compress)
     cdef _send_control(self, int opcode, object payload)
