@@ -11,6 +11,7 @@ fixtures that serve one area of the suite stay beside its tests.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,9 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.stash[_NOTES] = []
-    core = Path(__file__).resolve().parents[1] / "src" / "wskit" / "core"
+    src = Path(__file__).resolve().parents[1] / "src"
     # (With WSKIT_NO_EXTENSIONS=1 the .py sources run: compiled modules do not matter.)
-    stale = [] if os.environ.get("WSKIT_NO_EXTENSIONS") else stale_extensions(core)
+    stale = [] if os.environ.get("WSKIT_NO_EXTENSIONS") else stale_extensions(src)
     if stale:
         pytest.exit(
             "compiled modules older than their sources would be tested instead of them: "
@@ -50,21 +51,30 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def stale_extensions(core: Path) -> list[str]:
-    """Extension modules built in place in ``core`` whose sources changed since the build.
+_CIMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+cimport|cimport\s+([\w.]+))", re.MULTILINE)
+
+
+def stale_extensions(src: Path) -> list[str]:
+    """Extension modules built in place under ``src/wskit`` whose sources changed since.
 
     Python imports a compiled ``connection.*.so`` in preference to ``connection.py``, so after
-    an edit without a rebuild the tests would silently run the old code.
+    an edit without a rebuild the tests would silently run the old code. A module's sources
+    are its ``.py``, ``.pxd`` and ``.c`` beside it, and the ``.pxd`` of every wskit module its
+    ``.pxd`` cimports (their C declarations are compiled into it).
     """
     stale = []
-    for built in sorted(core.glob("*.so")) + sorted(core.glob("*.pyd")):
+    for built in sorted([*src.rglob("wskit/**/*.so"), *src.rglob("wskit/**/*.pyd")]):
         stem = built.name.split(".")[0]
-        sources = [core / f"{stem}{suffix}" for suffix in (".py", ".pxd", ".c")]
-        if stem == "_speedups":
-            sources = [core / "_speedups.c"]
+        sources = [built.with_name(f"{stem}{suffix}") for suffix in (".py", ".pxd", ".c")]
+        declarations = sources[1]
+        if declarations.exists():
+            for match in _CIMPORT.finditer(declarations.read_text(encoding="utf-8")):
+                module = match[1] or match[2]
+                if module.startswith("wskit."):
+                    sources.append(src.joinpath(*module.split(".")).with_suffix(".pxd"))
         newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
         if newest > built.stat().st_mtime:
-            stale.append(built.name)
+            stale.append(str(built.relative_to(src)))
     return stale
 
 
