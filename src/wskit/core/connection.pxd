@@ -8,6 +8,8 @@ from wskit.core.frames cimport encode_header
 # Imported from frames.py: held as C ints here (they are not re-exported by connection).
 cdef int FIN, MAX_CONTROL_PAYLOAD, RSV1
 cdef int OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG
+# The State members as module constants (connection.py).
+cdef object _CONNECTING, _OPEN, _CLOSING, _CLOSED
 
 cpdef bytes as_bytes(object data)
 

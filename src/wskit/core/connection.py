@@ -152,6 +152,13 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (State.CLOSING, "eof"): State.CLOSED,
 }
 
+# The states as module constants: the hot path compares with ``is`` (an enum member lookup
+# costs more; compiled, these are C-level globals, see connection.pxd).
+_CONNECTING = State.CONNECTING
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
 #: RFC 6455 5.5.3: "If an endpoint receives a Ping frame and has not yet sent Pong frame(s) in
 #: response to previous Ping frame(s), the endpoint MAY elect to send a Pong frame for only the
 #: most recently processed Ping frame." Pongs not yet handed to the I/O layer are kept up to
@@ -245,7 +252,7 @@ class Connection:
         self.limits = limits
         self.stream = stream
         self.fragment_size = fragment_size
-        self.state = State.CONNECTING
+        self.state = _CONNECTING
         #: The subprotocol agreed during the handshake, or None.
         self.subprotocol: str | None = None
         #: Extensions agreed during the handshake, in the order they apply on send.
@@ -302,25 +309,25 @@ class Connection:
         if self._discard:
             return
         buf = self._buf
-        if not buf and self.state is not State.CONNECTING:
+        if not buf and self.state is not _CONNECTING:
             # Nothing buffered: parse straight from ``data``, keep only an incomplete tail.
             pos = self._receive_frames(data)
             if pos < len(data) and not self._discard:
                 buf += data[pos:]
             return
         buf += data
-        if self.state is State.CONNECTING:
+        if self.state is _CONNECTING:
             self._receive_handshake()
-            if self.state is State.CONNECTING or self._discard:
+            if self.state is _CONNECTING or self._discard:
                 return
         self._receive_buffered()
 
     def receive_eof(self) -> None:
         """The peer closed its side of TCP (or the connection was lost)."""
         self._close_now = True
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
-        if self.state is State.CONNECTING:
+        if self.state is _CONNECTING:
             cause: BaseException | None = InvalidHandshake(
                 "connection closed during the opening handshake"
             )
@@ -352,7 +359,8 @@ class Connection:
 
     def close_expected(self) -> bool:
         """True once the closing handshake started: arm a timer, and close TCP if it expires."""
-        return self.state >= State.CLOSING or self.close_sent is not None
+        state = self.state
+        return state is _CLOSING or state is _CLOSED or self.close_sent is not None
 
     # ------------------------------------------------------------------ sending
 
@@ -391,7 +399,7 @@ class Connection:
         """
         if self.is_client:
             raise LocalProtocolError("a client must mask every frame itself")
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
         if self._tx_opcode:
             # RFC 6455 5.4: "the fragments of one message MUST NOT be interleaved".
@@ -420,7 +428,7 @@ class Connection:
         ``code=None`` sends a Close frame with no body. Codes 1005, 1006, 1015 and codes outside
         the registered ranges raise :class:`LocalProtocolError`.
         """
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot close: connection is {self.state.name}")
         payload = serialize_close(code, reason)
         self._queue_close(payload, code, reason)
@@ -429,9 +437,9 @@ class Connection:
     def fail(self, code: int = 1011, reason: str = "", cause: BaseException | None = None) -> None:
         """Fail the connection (RFC 6455 7.1.7): send Close with ``code`` if none was sent yet,
         ignore further input and ask the I/O layer to close TCP. No-op once closed."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
-        if self.state is not State.CONNECTING and self.close_sent is None:
+        if self.state is not _CONNECTING and self.close_sent is None:
             reason = truncate_reason(reason)
             self._queue_close(serialize_close(code, reason), code, reason)
         self._close_now = True
@@ -440,7 +448,7 @@ class Connection:
     # ------------------------------------------------------------------ internals: send
 
     def _send_data(self, opcode: int, payload: bytes, fin: bool, compress: bool) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
         if opcode != OP_CONT:
             if self._tx_opcode:
@@ -471,7 +479,7 @@ class Connection:
         self._queue_frame(opcode, payload[start:], fin, rsv)
 
     def _send_control(self, opcode: int, payload: bytes) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise LocalProtocolError(f"cannot send: connection is {self.state.name}")
         payload = as_bytes(payload)
         if len(payload) > MAX_CONTROL_PAYLOAD:
@@ -798,7 +806,7 @@ class Connection:
             self._events.append(Ping(payload))
             # RFC 6455 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame
             # in response ... with identical Application data".
-            if self.state is State.OPEN and self.close_sent is None:
+            if self.state is _OPEN and self.close_sent is None:
                 pongs = self._pongs
                 if len(pongs) >= MAX_PENDING_PONGS:
                     del pongs[0]
@@ -995,7 +1003,7 @@ class ServerConnection(Connection):
     def send_response(self, response: Response, cause: BaseException | None = None) -> None:
         """Send the handshake response. A 101 from :meth:`accept` opens the connection; any
         other response closes it after it is written."""
-        if self.state is not State.CONNECTING or self.response is not None:
+        if self.state is not _CONNECTING or self.response is not None:
             raise LocalProtocolError("the handshake response was already sent")
         self.response = response
         data = serialize_response(response)
