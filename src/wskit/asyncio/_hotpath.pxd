@@ -22,9 +22,13 @@ cdef class HotPath:
     cdef public list _held_events
     cdef public object _close_timer
     cdef public object _closed_event
+    cdef public bint _batching
 
     # C functions: called from this class only (Python code calls _process/_write_pending).
-    @cython.locals(events=list, count=Py_ssize_t, index=Py_ssize_t)
+    @cython.locals(events=list, batching=bint)
     cdef _dispatch(self, list pending)
+    @cython.locals(count=Py_ssize_t, index=Py_ssize_t)
+    cdef _dispatch_events(self, list events, object handler)
     cdef _deliver(self, object message)
+    @cython.locals(data=list, size=Py_ssize_t)
     cdef _write_out(self)

@@ -25,7 +25,11 @@ from wskit.core.connection import State
 from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
 from wskit.exceptions import ConcurrencyError, ConnectionClosed, LocalProtocolError
 
-__all__ = ["HotPath"]
+__all__ = ["COALESCE_LIMIT", "HotPath"]
+
+#: Frames queued together are joined into one write up to this many bytes in all (copying
+#: that much costs less than a system call per frame); larger ones are written one by one.
+COALESCE_LIMIT = 64 * 1024
 
 
 class HotPath:
@@ -38,6 +42,7 @@ class HotPath:
     """
 
     __slots__ = (
+        "_batching",
         "_close_timer",
         "_closed_event",
         "_held_events",
@@ -77,6 +82,9 @@ class HotPath:
         self._recv_waiter: asyncio.Future[Data] | None = None
         self._reading_paused = False
         self._writing_paused = False
+        # True while a handler's hooks run for the events of one read: what they send is
+        # written once, after the last hook (one write for a batch of pipelined messages).
+        self._batching = False
         # Events read but not delivered because a handler paused reading.
         self._held_events: list[Event] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -155,6 +163,32 @@ class HotPath:
             self._held_events.extend(events)
             events = []
         handler = self.handler
+        batching = self._batching
+        self._batching = handler is not None
+        try:
+            self._dispatch_events(events, handler)
+        finally:
+            self._batching = batching
+        if not batching:
+            self._write_out()
+        if (
+            self.handler is not None
+            and core.input_held
+            and not core.hold_errors
+            and self._held_events is None
+        ):
+            # The handler answered every message before a bad frame: fail on it now, so the
+            # answers went out before the Close frame (as recv() users get it).
+            core.receive_data(b"")
+            self._dispatch(None)
+            return
+        if core.should_close():
+            if not self.transport.is_closing():
+                self.transport.close()
+        elif core.close_expected() and self._close_timer is None and self.close_timeout:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
+
+    def _dispatch_events(self, events: list[Event], handler: CallbackHandler | None) -> None:
         count = len(events)
         index = 0
         while index < count:
@@ -189,26 +223,11 @@ class HotPath:
             elif kind is Response:
                 self._on_open()
                 handler = self.handler
+                self._batching = handler is not None
             if handler is not None and self._reading_paused:
                 # The handler asked for no more: keep the rest until resume_reading().
                 self._held_events = events[index:]
                 break
-        if (
-            handler is not None
-            and core.input_held
-            and not core.hold_errors
-            and self._held_events is None
-        ):
-            # The handler answered every message before a bad frame: fail on it now, so the
-            # answers went out before the Close frame (as recv() users get it).
-            core.receive_data(b"")
-            self._dispatch(None)
-            return
-        if core.should_close():
-            if not self.transport.is_closing():
-                self.transport.close()
-        elif core.close_expected() and self._close_timer is None and self.close_timeout:
-            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
     def _deliver(self, message: Data) -> None:
         """Hand ``message`` to the task waiting in recv(), or queue it (pausing reading at
@@ -300,7 +319,8 @@ class HotPath:
             if core.state is not State.OPEN:
                 raise self._closed_exception() from None
             raise
-        self._write_out()
+        if not self._batching:
+            self._write_out()
 
     def _write_out(self) -> None:
         data = self.core.data_to_send()
@@ -308,6 +328,14 @@ class HotPath:
             transport = self.transport
             if transport.is_closing():
                 return
+            if len(data) > 1:
+                size = 0
+                for chunk in data:
+                    size += len(chunk)
+                if size <= COALESCE_LIMIT:
+                    # Small frames (a batch of answers, pongs): one write, one system call.
+                    transport.write(b"".join(data))
+                    return
             # Not writelines(): on CPython 3.12 and 3.13 it never calls pause_writing(), so
             # send() would not wait and the write buffer would grow without bound.
             for chunk in data:
