@@ -23,7 +23,7 @@ from wskit.asyncio import (
 from wskit.asyncio.connection import READ_BUFFER_SIZE
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.connection import encode_message
-from wskit.core.events import Ping
+from wskit.core.events import Ping, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -739,3 +739,70 @@ async def test_tls() -> None:
             assert await ws.recv() == b"x" * 300_000
         with pytest.raises(ssl.SSLError):
             await connect(f"wss://localhost:{server.port}/")  # untrusted certificate
+
+
+async def open_raw(
+    port: int,
+) -> tuple[ClientConnection, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client core over a raw socket, past the opening handshake."""
+    client = ClientConnection(f"ws://127.0.0.1:{port}/", extensions=[])
+    client.send_request()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(client.data_to_send()))
+    client.receive_data(await reader.readuntil(b"\r\n\r\n"))
+    assert [type(e) for e in client.events()] == [Response]
+    return client, reader, writer
+
+
+async def test_answers_to_a_backlog_are_written_together() -> None:
+    """recv() + send() through twenty queued messages: the answers go out in one write
+    (one system call) when the burst yields, not a write each."""
+    writes: list[int] = []
+
+    async def handler(ws: WebSocketServerConnection) -> None:
+        transport = ws.transport
+        original = transport.write
+
+        def write(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            original(data)
+
+        transport.write = write  # type: ignore[method-assign]
+        await echo(ws)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        client, reader, writer = await open_raw(server.port)
+        for i in range(20):
+            client.send_text(f"message {i}")
+        writer.write(b"".join(client.data_to_send()))  # one segment on loopback
+        answers: list[object] = []
+        while len(answers) < 20:
+            client.receive_data(await asyncio.wait_for(reader.read(65536), 5))
+            answers += client.events()
+        assert [getattr(a, "data", None) for a in answers] == [f"message {i}" for i in range(20)]
+        writer.close()
+    # The answer to the last message flushes the others with it (or the event loop does):
+    # twenty answers, one or two writes (one more if the first recv() found no backlog yet).
+    assert 1 <= len(writes) <= 2, writes
+
+
+async def test_an_answer_sent_during_a_backlog_is_not_held_back() -> None:
+    """A handler answers the first of two queued messages, then waits for something else:
+    its answer still goes out at once (the deferred write is flushed by the event loop)."""
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocketServerConnection) -> None:
+        first = await ws.recv()
+        await ws.send(f"got {first}")  # "b" is still queued: this write is deferred
+        await release.wait()
+        await ws.recv()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        client, reader, writer = await open_raw(server.port)
+        client.send_text("a")
+        client.send_text("b")
+        writer.write(b"".join(client.data_to_send()))
+        client.receive_data(await asyncio.wait_for(reader.read(65536), 2))
+        assert client.events() == [Text("got a")]
+        release.set()
+        writer.close()

@@ -23,6 +23,7 @@ cdef class HotPath:
     cdef public object _close_timer
     cdef public object _closed_event
     cdef public bint _batching
+    cdef public bint _flush_scheduled
 
     # C functions: called from this class only (Python code calls _process/_write_pending).
     @cython.locals(events=list, batching=bint)

@@ -45,6 +45,7 @@ class HotPath:
         "_batching",
         "_close_timer",
         "_closed_event",
+        "_flush_scheduled",
         "_held_events",
         "_messages",
         "_read_view",
@@ -85,6 +86,8 @@ class HotPath:
         # True while a handler's hooks run for the events of one read: what they send is
         # written once, after the last hook (one write for a batch of pipelined messages).
         self._batching = False
+        # True while a flush of what send() queued is scheduled (see send()).
+        self._flush_scheduled = False
         # Events read but not delivered because a handler paused reading.
         self._held_events: list[Event] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -294,9 +297,22 @@ class HotPath:
             if core.state is not State.OPEN:
                 raise self._closed_exception() from None
             raise
-        self._write_out()
+        if self._messages:
+            # The application works through a backlog of received messages, answering each
+            # (pipelined requests): its answers go out together, once this burst yields to
+            # the event loop, or with the answer to the last one, instead of a write each.
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+        else:
+            self._write_out()
         if self._writing_paused:
             await self._drain()
+
+    def _flush(self) -> None:
+        """Write what send() queued during a burst (scheduled by send())."""
+        self._flush_scheduled = False
+        self._write_out()
 
     def send_nowait(self, message: Data, *, compress: bool = True) -> None:
         """Send a message now, without awaiting: for callbacks (class-based handlers).
