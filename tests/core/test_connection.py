@@ -661,3 +661,27 @@ def test_frames_from_encode_frame_roundtrip() -> None:
     client, _ = open_pair()
     data = encode_frame(0x2, b"abc") + encode_frame(0x8, serialize_close(1001, "bye"))
     assert feed(client, data) == [Binary(b"abc"), Closed(1001, "bye", 1001, "")]
+
+
+@pytest.mark.parametrize("size", [connection_module.MASK_CHUNK + 1, 3 * 65536 + 3, 1 << 20])
+def test_a_large_client_frame_is_masked_in_pieces(size: int) -> None:
+    """Above MASK_CHUNK a client hands out its masked payload in pieces of that size (no
+    megabyte-sized copy), and the server unmasks the same message."""
+    limits = Limits.for_size(2 << 20)
+    client, server = open_pair({"limits": limits}, {"limits": limits})
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    sent_before = client.bytes_sent
+    client.send_binary(payload)
+    out = client.data_to_send()
+    chunk = connection_module.MASK_CHUNK
+    assert [len(piece) for piece in out[1:]] == [
+        min(chunk, size - start) for start in range(0, size, chunk)
+    ]
+    assert len(out[0]) == 2 + 8 + 4  # the header: 64-bit length and the masking key
+    assert client.bytes_sent - sent_before == sum(len(piece) for piece in out)
+    wire = b"".join(out)
+    events = []
+    for start in range(0, len(wire), 4099):  # pieces that straddle the client's pieces
+        server.receive_data(wire[start : start + 4099])
+        events += server.events()
+    assert events == [Binary(payload)]

@@ -67,6 +67,8 @@ cdef class Connection:
     cdef _send_control(self, int opcode, object payload)
     @cython.locals(n=Py_ssize_t, header=bytes)
     cdef _queue_frame(self, int opcode, bytes payload, bint fin, int rsv)
+    @cython.locals(start=Py_ssize_t)
+    cdef _queue_masked_chunks(self, bytes header, bytes payload, bytes key)
     cdef _queue_close(self, bytes payload, object code, str reason)
     cdef _flush_pongs(self)
     cdef _receive_handshake(self)

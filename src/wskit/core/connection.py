@@ -172,6 +172,12 @@ MAX_HELD_BYTES = 64 * 1024
 #: Payloads up to this size are copied behind their header into one buffer; larger ones are
 #: handed out as a separate buffer, so the I/O layer writes them without a copy.
 COPY_THRESHOLD = 4096
+#: A client masks a larger payload into pieces of this many bytes (a multiple of 4, so every
+#: piece starts at key offset 0) rather than into one new object as large as the message: the
+#: allocator reuses memory of this size, while a fresh megabyte costs its page faults on every
+#: message (measured: a 1 MiB echo client spent more time in the kernel's fault handler than
+#: in masking). The pieces are written one after another.
+MASK_CHUNK = 64 * 1024
 
 
 def deflate_growth(size: int) -> int:
@@ -495,6 +501,9 @@ class Connection:
             # mask all frames that it sends to the server".
             key = new_mask()
             header = encode_header(opcode, n, fin, rsv, key)
+            if n > MASK_CHUNK:
+                self._queue_masked_chunks(header, payload, key)
+                return
             payload = apply_mask(payload, key)
         else:
             header = encode_header(opcode, n, fin, rsv)
@@ -504,6 +513,17 @@ class Connection:
             self._out.append(payload)
         else:
             self._out.append(header + payload)
+
+    def _queue_masked_chunks(self, header: bytes, payload: bytes, key: bytes) -> None:
+        """Queue a large client frame masked piece by piece (see :data:`MASK_CHUNK`)."""
+        out = self._out
+        out.append(header)
+        self.bytes_sent += len(header) + len(payload)
+        view = memoryview(payload)
+        # MASK_CHUNK is a multiple of 4: every piece starts at key offset 0.
+        for start in range(0, len(payload), MASK_CHUNK):
+            out.append(apply_mask(view[start : start + MASK_CHUNK], key))
+        view.release()
 
     def _queue_close(self, payload: bytes, code: int | None, reason: str) -> None:
         # Pongs still pending go out before the Close frame; nothing goes out after it.
