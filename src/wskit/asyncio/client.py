@@ -130,7 +130,9 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
 
     def _protocol(self) -> WebSocketClientConnection:
         core = ClientConnection(self.wsuri, **self._core_args)
-        return WebSocketClientConnection(core, **self._connection_kwargs)
+        connection = WebSocketClientConnection(core, **self._connection_kwargs)
+        connection._opened_waiter = connection.loop.create_future()
+        return connection
 
     async def _connect(self) -> WebSocketClientConnection:
         loop = asyncio.get_running_loop()
@@ -148,6 +150,7 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
                 self._protocol, self.wsuri.host, self.wsuri.port, ssl=self._ssl, **kwargs
             )
         try:
+            assert protocol._opened_waiter is not None
             await asyncio.shield(protocol._opened_waiter)
         except asyncio.CancelledError:
             protocol.transport.abort()

@@ -117,12 +117,12 @@ class Connection(HotPath, asyncio.BufferedProtocol):
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_closed_waiter",
         "_drain_waiters",
         "_handler_closed",
         "_handler_factory",
         "_keepalive_mark",
         "_keepalive_timer",
+        "_lost",
         "_lost_waiter",
         "_opened_waiter",
         "_ping_outstanding",
@@ -161,9 +161,12 @@ class Connection(HotPath, asyncio.BufferedProtocol):
         self.latency: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._closed_waiter: asyncio.Future[None] = loop.create_future()
-        self._lost_waiter: asyncio.Future[None] = loop.create_future()
-        self._opened_waiter: asyncio.Future[None] = loop.create_future()
+        # Futures are made only when something waits (most connections never call
+        # wait_closed() before the end): True once the TCP connection is gone.
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
+        #: Set by connect(), which waits for the opening handshake; a server needs none.
+        self._opened_waiter: asyncio.Future[None] | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._keepalive_mark = -1
         self._ping_outstanding = False
@@ -368,7 +371,23 @@ class Connection(HotPath, asyncio.BufferedProtocol):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed and the TCP connection is gone."""
-        await asyncio.shield(self._lost_waiter)
+        if not self._lost:
+            await asyncio.shield(self._lost_future())
+
+    def _lost_future(self) -> asyncio.Future[None]:
+        """A future resolved when the TCP connection is gone (made on first use)."""
+        waiter = self._lost_waiter
+        if waiter is None:
+            waiter = self._lost_waiter = self.loop.create_future()
+            if self._lost:
+                waiter.set_result(None)
+        return waiter
+
+    def _opened(self) -> None:
+        """Wake connect(): the handshake ended, one way or the other."""
+        waiter = self._opened_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _closed_exception(self) -> ConnectionClosed:
         event = self._closed_event
@@ -410,10 +429,10 @@ class Connection(HotPath, asyncio.BufferedProtocol):
             if timer is not None:
                 timer.cancel()
         self._wake_drain_waiters(exc)
-        if not self._lost_waiter.done():
+        self._lost = True
+        if self._lost_waiter is not None and not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
-        if not self._opened_waiter.done():
-            self._opened_waiter.set_result(None)
+        self._opened()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -472,10 +491,7 @@ class Connection(HotPath, asyncio.BufferedProtocol):
         self._pings.clear()
         if self._reading_paused and not self.transport.is_closing():
             self._resume_reading()  # drain the socket so the peer's close is seen
-        if not self._closed_waiter.done():
-            self._closed_waiter.set_result(None)
-        if not self._opened_waiter.done():
-            self._opened_waiter.set_result(None)
+        self._opened()
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
@@ -493,8 +509,7 @@ class Connection(HotPath, asyncio.BufferedProtocol):
                 handler.on_open()
             except Exception:
                 self._handler_failed()
-        if not self._opened_waiter.done():
-            self._opened_waiter.set_result(None)
+        self._opened()
 
     def _handler_failed(self) -> None:
         """A hook raised: log it and close with 1011, as a failing coroutine handler does.
@@ -545,13 +560,13 @@ class Connection(HotPath, asyncio.BufferedProtocol):
     def _abort(self) -> None:
         """The peer did not finish the closing handshake in time: drop TCP."""
         self._close_timer = None
-        if self.transport is not None and not self._lost_waiter.done():
+        if self.transport is not None and not self._lost:
             self.transport.abort()
 
     async def _drain(self) -> None:
         if self.transport.is_closing():
             # The transport is going away: wait for it so that send() reports the closure.
-            await asyncio.shield(self._lost_waiter)
+            await asyncio.shield(self._lost_future())
             raise self._closed_exception()
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._drain_waiters.append(waiter)

@@ -84,20 +84,65 @@ class WebSocketServerConnection(Connection):
             self.transport.abort()
 
     def _on_request(self, request: Request) -> None:
+        """Answer the request, in this callback unless ``process_request`` must be awaited;
+        then run a coroutine handler in a task of its own (a class-based one needs none)."""
         peer = self.remote_address
         if peer is not None:
             object.__setattr__(request, "remote_address", peer)
-        self._handler_task = self.loop.create_task(self._run(request))
+        process_request = self.server.process_request
+        response: Response | None = None
+        if process_request is not None:
+            try:
+                result = process_request(self, request)
+            except Exception:
+                response = self._internal_error()
+            else:
+                if inspect.isawaitable(result):
+                    self._handler_task = self.loop.create_task(self._run(request, result))
+                    return
+                response = result
+        if response is None:
+            response = self._accept(request)
+        if self._answer(request, response) and self.server.coroutine_handler is not None:
+            self._handler_task = self.loop.create_task(self._run_handler())
 
-    async def _run(self, request: Request) -> None:
+    async def _run(self, request: Request, pending: Awaitable[Response | None]) -> None:
+        """The opening handshake when ``process_request`` is a coroutine, then the handler."""
+        try:
+            response = await pending
+        except Exception:
+            response = self._internal_error()
+        if response is None:
+            response = self._accept(request)
+        if self._answer(request, response) and self.server.coroutine_handler is not None:
+            await self._run_handler()
+
+    def _internal_error(self) -> Response:
+        self.logger.exception("opening handshake failed")
+        return self.core.reject(500, "Failed to open a WebSocket connection.\n")
+
+    def _accept(self, request: Request) -> Response:
+        """The answer when ``process_request`` gave none: check the origin, choose the
+        subprotocol, accept (or refuse an invalid upgrade)."""
         server = self.server
         try:
-            response = await self._handshake(request)
+            if server.origins is not None and request.origin not in server.origins:
+                return self.core.reject(403, "Origin not allowed.\n")
+            if server.select_subprotocol is not None:
+                offered = request.subprotocols
+                chosen = server.select_subprotocol(self, offered) if offered else None
+                return self.core.accept(
+                    request, subprotocol=chosen, extra_headers=server.extra_headers
+                )
+            return self.core.accept(request, extra_headers=server.extra_headers)
         except Exception:
-            self.logger.exception("opening handshake failed")
-            response = self.core.reject(500, "Failed to open a WebSocket connection.\n")
+            return self._internal_error()
+
+    def _answer(self, request: Request, response: Response) -> bool:
+        """Send ``response``; True when it opened the connection."""
+        server = self.server
         if self.core.state is not State.CONNECTING:
-            return  # the client went away meanwhile
+            return False  # the client went away meanwhile
         self.core.send_response(response)
         self._write_pending()
         if self._handshake_timer is not None:
@@ -107,17 +152,20 @@ class WebSocketServerConnection(Connection):
         if response.status != 101:
             self._process()
             self.logger.info("%s %s -> %d", request.method, request.target, response.status)
-            return
+            return False
         server.connections.add(self)
         # Opened (and a class-based handler's on_open run) before the messages that arrived
         # right behind the request are dispatched.
         self._on_open()
         self._process()
-        if self.handler is not None or self._handler_factory is not None:
-            return  # the handler's hooks run from the read callback: no task needed
-        assert server.coroutine_handler is not None
+        return True
+
+    async def _run_handler(self) -> None:
+        """Run the coroutine handler; close with 1000 when it returns, 1011 if it fails."""
+        handler = self.server.coroutine_handler
+        assert handler is not None
         try:
-            await server.coroutine_handler(self)
+            await handler(self)
         except ConnectionClosed as exc:
             if self.state is State.OPEN:
                 # Another connection the handler used closed, not this one: a handler error.
@@ -131,30 +179,12 @@ class WebSocketServerConnection(Connection):
             self._close_after_handler(1011)
         else:
             self._close_after_handler(1000)
-        await self.wait_closed()
 
     def _close_after_handler(self, code: int) -> None:
         """The handler is done: close with ``code`` unless the connection is closing already."""
         if self.core.state is State.OPEN:
             self.core.send_close(code, "")
             self._process()
-
-    async def _handshake(self, request: Request) -> Response:
-        server = self.server
-        # process_request first: a health check or a page carries no Origin header.
-        if server.process_request is not None:
-            result = server.process_request(self, request)
-            if inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                return result
-        if server.origins is not None and request.origin not in server.origins:
-            return self.core.reject(403, "Origin not allowed.\n")
-        if server.select_subprotocol is not None:
-            offered = request.subprotocols
-            chosen = server.select_subprotocol(self, offered) if offered else None
-            return self.core.accept(request, subprotocol=chosen, extra_headers=server.extra_headers)
-        return self.core.accept(request, extra_headers=server.extra_headers)
 
     @property
     def request(self) -> Request:
