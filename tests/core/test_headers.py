@@ -58,8 +58,11 @@ def test_compact_keeps_every_answer_and_drops_the_index_for_good() -> None:
     lookups(compacted)  # builds the index
     compacted.compact()
     assert lookups(compacted) == before
-    # Lookups after compact() scan: the index is not rebuilt.
+    # Lookups after compact() scan: the index is not rebuilt, and the fields stay packed.
     assert compacted._index is False
+    assert isinstance(compacted._items, tuple)
+    assert repr(compacted) == repr(indexed) and compacted.serialize() == indexed.serialize()
+    assert compacted == indexed and compacted.copy() == indexed
     # Changes after compact() are seen too.
     compacted.add("X-New", "1")
     indexed.add("X-New", "1")

@@ -267,7 +267,8 @@ class Connection:
         self.cause: BaseException | None = None
         self._events: list[Event] = []
         self._out: list[bytes] = []
-        self._pongs: list[bytes] = []
+        # Lists made on first use (None until then): an idle connection holds none of them.
+        self._pongs: list[bytes] | None = None
         self._buf = bytearray()
         self._mask = self.is_client
         self._rsv_allowed = 0
@@ -275,10 +276,10 @@ class Connection:
         self._close_now = False
         # The message being received.
         self._rx_opcode = 0
-        self._rx_parts: list[bytes] = []
+        self._rx_parts: list[bytes] | None = None
         # A binary message of one frame whose payload arrives in pieces, assembled in place.
         self._rx_buffer: MessageBufferLike | None = None
-        self._rx_text: list[str] = []
+        self._rx_text: list[str] | None = None
         self._rx_size = 0
         self._rx_frames = 0
         self._rx_compressed = False
@@ -533,8 +534,8 @@ class Connection:
 
     def _flush_pongs(self) -> None:
         pongs = self._pongs
-        self._pongs = []
-        if self.close_sent is not None:
+        self._pongs = None
+        if pongs is None or self.close_sent is not None:
             return
         for payload in pongs:
             self._queue_frame(OP_PONG, payload, True, 0)
@@ -800,16 +801,22 @@ class Connection:
                 if text or fin:
                     self._events.append(Text(text, bool(fin)))
             else:
-                self._rx_text.append(text)
+                texts = self._rx_text
+                if texts is None:
+                    texts = self._rx_text = []
+                texts.append(text)
                 if fin:
-                    self._events.append(Text("".join(self._rx_text)))
+                    self._events.append(Text("".join(texts)))
         elif self.stream:
             if payload or fin:
                 self._events.append(Binary(payload, bool(fin)))
         else:
-            self._rx_parts.append(payload)
+            parts = self._rx_parts
+            if parts is None:
+                parts = self._rx_parts = []
+            parts.append(payload)
             if fin:
-                self._events.append(Binary(b"".join(self._rx_parts)))
+                self._events.append(Binary(b"".join(parts)))
         if fin:
             self._end_message()
 
@@ -817,8 +824,8 @@ class Connection:
         """The message being received is complete (its event is queued)."""
         self.messages_received += 1
         self._rx_opcode = 0
-        self._rx_parts = []
-        self._rx_text = []
+        self._rx_parts = None
+        self._rx_text = None
         self._rx_decoder = None
 
     def _receive_control_frame(self, opcode: int, payload: bytes) -> None:
@@ -828,7 +835,9 @@ class Connection:
             # in response ... with identical Application data".
             if self.state is _OPEN and self.close_sent is None:
                 pongs = self._pongs
-                if len(pongs) >= MAX_PENDING_PONGS:
+                if pongs is None:
+                    pongs = self._pongs = []
+                elif len(pongs) >= MAX_PENDING_PONGS:
                     del pongs[0]
                 pongs.append(payload)
         elif opcode == OP_PONG:
