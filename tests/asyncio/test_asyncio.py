@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.asyncio.helpers import count_writes, open_raw
 from wskit.asyncio import (
     BroadcastResult,
     Connection,
@@ -741,33 +742,13 @@ async def test_tls() -> None:
             await connect(f"wss://localhost:{server.port}/")  # untrusted certificate
 
 
-async def open_raw(
-    port: int,
-) -> tuple[ClientConnection, asyncio.StreamReader, asyncio.StreamWriter]:
-    """A client core over a raw socket, past the opening handshake."""
-    client = ClientConnection(f"ws://127.0.0.1:{port}/", extensions=[])
-    client.send_request()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"".join(client.data_to_send()))
-    client.receive_data(await reader.readuntil(b"\r\n\r\n"))
-    assert [type(e) for e in client.events()] == [Response]
-    return client, reader, writer
-
-
 async def test_answers_to_a_backlog_are_written_together() -> None:
     """recv() + send() through twenty queued messages: the answers go out in one write
     (one system call) when the burst yields, not a write each."""
-    writes: list[int] = []
+    counters: list[list[int]] = []
 
     async def handler(ws: WebSocketServerConnection) -> None:
-        transport = ws.transport
-        original = transport.write
-
-        def write(data: bytes | bytearray | memoryview) -> None:
-            writes.append(len(data))
-            original(data)
-
-        transport.write = write  # type: ignore[method-assign]
+        counters.append(count_writes(ws.transport))
         await echo(ws)
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
@@ -783,6 +764,7 @@ async def test_answers_to_a_backlog_are_written_together() -> None:
         writer.close()
     # The answer to the last message flushes the others with it (or the event loop does):
     # twenty answers, one or two writes (one more if the first recv() found no backlog yet).
+    (writes,) = counters
     assert 1 <= len(writes) <= 2, writes
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.asyncio.helpers import count_writes, open_raw
 from wskit.asyncio import connect, serve
 from wskit.core import ClientConnection
 from wskit.core.events import Closed, Response, Text
@@ -366,29 +367,17 @@ async def test_send_after_close_raises_connection_closed() -> None:
 async def test_answers_to_one_read_go_out_in_one_write() -> None:
     """Twenty messages arrive in one TCP segment: the handler answers each, and the twenty
     answers leave in one write (one system call), not twenty."""
-    writes: list[int] = []
+    counters: list[list[int]] = []
 
     class CountingEcho(Handler):
         def on_open(self) -> None:
-            transport: Any = self.connection.transport  # type: ignore[attr-defined]
-            original = transport.write
-
-            def write(data: bytes) -> None:
-                writes.append(len(data))
-                original(data)
-
-            transport.write = write  # the selector transport of asyncio.run's default loop
+            counters.append(count_writes(self.connection.transport))  # type: ignore[attr-defined]
 
         def on_message(self, message: str | bytes) -> None:
             self.send(message)
 
     async with serve(CountingEcho, "127.0.0.1", 0, compression=None) as server:
-        client = ClientConnection(f"ws://127.0.0.1:{server.port}/")
-        client.send_request()
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"".join(client.data_to_send()))
-        client.receive_data(await reader.readuntil(b"\r\n\r\n"))
-        assert [type(e) for e in client.events()] == [Response]
+        client, reader, writer = await open_raw(server.port)
         for i in range(20):
             client.send_text(f"message {i}")
         writer.write(b"".join(client.data_to_send()))  # one segment on loopback
@@ -398,4 +387,5 @@ async def test_answers_to_one_read_go_out_in_one_write() -> None:
             answers += client.events()
         assert answers == [Text(f"message {i}") for i in range(20)]
         writer.close()
+    (writes,) = counters
     assert writes[:1] == [sum(len(f"message {i}") + 2 for i in range(20))]
