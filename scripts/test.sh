@@ -155,9 +155,10 @@ else
         fi
         make_venv ".venv-$version" "$python"
         # What these suites need (same bounds as the "test" extra): the core checks its bytes
-        # against websockets' and wsproto's sans-I/O layers; the asyncio tests use trustme.
+        # against websockets' and wsproto's sans-I/O layers, and permessage-deflate against
+        # zlib-ng; the asyncio tests use trustme.
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
-            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1'
+            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1' 'zlib-ng>=0.5'
         echo "Python $version:"
         # The core, and the asyncio front end whose transports differ between versions (the
         # browser tests run once, in the main run).

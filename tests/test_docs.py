@@ -256,10 +256,15 @@ def test_compression_table_has_the_factories_defaults() -> None:
     text = (DOCS / "compression.md").read_text(encoding="utf-8")
     server = inspect.signature(ServerPerMessageDeflateFactory).parameters
     client = inspect.signature(ClientPerMessageDeflateFactory).parameters
+
+    def shown(default: object) -> str:
+        # A module default (zlib_module) is written by its name.
+        return default.__name__ if isinstance(default, ModuleType) else repr(default)
+
     for name, parameter in server.items():
-        assert table_row(text, name)[1].startswith(f"`{parameter.default!r}`"), name
+        assert table_row(text, name)[1].startswith(f"`{shown(parameter.default)}`"), name
     for name, parameter in client.items():
-        assert table_row(text, name)[2].startswith(f"`{parameter.default!r}`"), name
+        assert table_row(text, name)[2].startswith(f"`{shown(parameter.default)}`"), name
 
 
 @pytest.mark.parametrize(("function", "page"), [(serve, "server.md"), (connect, "client.md")])

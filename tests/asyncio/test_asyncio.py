@@ -7,8 +7,11 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -788,3 +791,25 @@ async def test_an_answer_sent_during_a_backlog_is_not_held_back() -> None:
         assert client.events() == [Text("got a")]
         release.set()
         writer.close()
+
+
+def test_the_front_ends_pick_zlib_ng_when_installed() -> None:
+    """compression="deflate" runs on zlib-ng when it is there, on zlib with
+    WSKIT_NO_EXTENSIONS=1 (only wskit's own pure Python and the standard library)."""
+    code = (
+        "import asyncio, wskit.asyncio as a, wskit._zlib as z\n"
+        "async def main():\n"
+        "    s = await a.serve(lambda ws: ws.wait_closed(), '127.0.0.1', 0)\n"
+        "    print(z.NAME, s.extensions[0].zlib_module.__name__)\n"
+        "    await s.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    env.pop("WSKIT_NO_EXTENSIONS", None)
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert out.stdout.split() == ["zlib-ng", "zlib_ng.zlib_ng"], out.stderr
+    env["WSKIT_NO_EXTENSIONS"] = "1"
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert out.stdout.split() == ["zlib", "zlib"], out.stderr

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Sequence
 
 import pytest
+from zlib_ng import zlib_ng  # the "test" extra installs it (wskit's "speed" extra uses it)
 
 from wskit.core import extensions
 from wskit.core.extensions import (
@@ -1001,3 +1002,47 @@ def test_extension_arguments(kwargs: dict[str, int]) -> None:
     }
     with pytest.raises(ValueError):
         PerMessageDeflate(**arguments)  # type: ignore[arg-type]
+
+
+# -- another DEFLATE implementation (zlib-ng, the "speed" extra) ---------------------------------
+
+
+def deflate_with(module: object, **kwargs: object) -> PerMessageDeflate:
+    settings: dict[str, object] = {
+        "remote_no_context_takeover": False,
+        "local_no_context_takeover": False,
+        "remote_max_window_bits": 15,
+        "local_max_window_bits": 15,
+        "threshold": 0,
+    }
+    settings.update(kwargs)
+    return PerMessageDeflate(zlib_module=module, **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bits", WINDOWS)
+@pytest.mark.parametrize("nct", [False, True])
+@pytest.mark.parametrize(("sending", "receiving"), [("zlib-ng", "zlib"), ("zlib", "zlib-ng")])
+def test_zlib_ng_and_zlib_understand_each_other(
+    sending: str, receiving: str, nct: bool, bits: int
+) -> None:
+    """Same format: what one implementation compresses, with any window and with or without
+    context takeover, the other inflates, message after message."""
+    modules = {"zlib": zlib, "zlib-ng": zlib_ng}
+    sender = deflate_with(
+        modules[sending], local_no_context_takeover=nct, local_max_window_bits=bits
+    )
+    receiver = deflate_with(
+        modules[receiving], remote_no_context_takeover=nct, remote_max_window_bits=bits
+    )
+    for i in range(4):
+        message = TEXT[i:] + random_bytes(3000, seed=i)
+        frames = send(sender, OP_BINARY, [message[:5000], message[5000:]])
+        assert receive(receiver, frames) == message
+
+
+def test_zlib_ng_corrupt_stream_is_protocol_error() -> None:
+    """zlib-ng raises its own error class: still a 1002, not an escaped exception."""
+    ext = deflate_with(zlib_ng)
+    with pytest.raises(RemoteProtocolError) as info:
+        ext.decode(Frame(OP_BINARY, b"\xff\xff\xff", True, RSV1))
+    assert info.value.code == 1002

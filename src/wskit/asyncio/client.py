@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl as ssl_module
 from collections.abc import Sequence
 from typing import Any
 
+from wskit import _zlib
 from wskit.abc import CallbackHandler
 from wskit.asyncio._opener import Opener
 from wskit.asyncio.connection import (
@@ -101,7 +103,10 @@ class connect(Opener[WebSocketClientConnection]):  # used as a function (async w
         if limits is None:
             limits = Limits.for_size(max_size, max_fragments=max_fragments)
         self._core_args: dict[str, Any] = {
-            "extensions": extension_factories(compression, ClientPerMessageDeflateFactory),
+            "extensions": extension_factories(
+                compression,
+                functools.partial(ClientPerMessageDeflateFactory, zlib_module=_zlib.module),
+            ),
             "subprotocols": subprotocols,
             "extra_headers": extra_headers,
             "origin": origin,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import inspect
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from wskit import _zlib
 from wskit.abc import CallbackHandler
 from wskit.asyncio._opener import Opener
 from wskit.asyncio.connection import (
@@ -382,7 +384,10 @@ class serve(Opener[Server]):  # used as a function: ``async with serve(...)`` / 
             subprotocols=subprotocols,
             origins=origins,
             extra_headers=extra_headers,
-            extensions=extension_factories(compression, ServerPerMessageDeflateFactory),
+            extensions=extension_factories(
+                compression,
+                functools.partial(ServerPerMessageDeflateFactory, zlib_module=_zlib.module),
+            ),
             limits=limits,
             fragment_size=fragment_size,
             open_timeout=open_timeout,
