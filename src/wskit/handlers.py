@@ -67,9 +67,11 @@ class Handler:
     def send(self, message: Data, *, compress: bool = True) -> None:
         """Send a message now: ``str`` as text, bytes-like as binary.
 
-        Raises :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing.
-        Never waits: check ``self.connection.writing_paused`` (or use the writing hooks) to
-        avoid buffering without bound for a slow peer.
+        From a hook, it is written after the last hook run for the same read, in one write
+        with the other answers; from elsewhere (a timer, a task), at once. Raises
+        :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing. Never
+        waits: check ``self.connection.writing_paused`` (or use the writing hooks) to avoid
+        buffering without bound for a slow peer.
         """
         self.connection.send_nowait(message, compress=compress)
 

@@ -317,8 +317,9 @@ class HotPath:
     def send_nowait(self, message: Data, *, compress: bool = True) -> None:
         """Send a message now, without awaiting: for callbacks (class-based handlers).
 
-        The frame is written to the transport at once; above the write buffer's high-water
-        mark it is buffered there and :attr:`writing_paused` is True. Raises
+        The frame is written to the transport at once (from a handler's hook: after the last
+        hook run for the same read, with the other answers); above the write buffer's
+        high-water mark it is buffered there and :attr:`writing_paused` is True. Raises
         :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing.
         """
         core = self.core
