@@ -389,3 +389,33 @@ async def test_answers_to_one_read_go_out_in_one_write() -> None:
         writer.close()
     (writes,) = counters
     assert writes[:1] == [sum(len(f"message {i}") + 2 for i in range(20))]
+
+
+async def test_a_64_kib_answer_and_its_header_are_one_write() -> None:
+    """Header and payload are joined up to COALESCE_LIMIT: one write, no header segment."""
+    from wskit.asyncio._hotpath import COALESCE_LIMIT
+
+    counters: list[list[int]] = []
+
+    class CountingEcho(Handler):
+        def on_open(self) -> None:
+            counters.append(count_writes(self.connection.transport))  # type: ignore[attr-defined]
+
+        def on_message(self, message: str | bytes) -> None:
+            self.send(message)
+
+    payload = bytes(65536)
+    async with (
+        serve(CountingEcho, "127.0.0.1", 0, compression=None) as server,
+        connect(url(server), compression=None) as ws,
+    ):
+        await ws.send(payload)
+        assert await ws.recv() == payload
+        big = bytes(COALESCE_LIMIT)
+        await ws.send(big)
+        assert await ws.recv() == big
+    (writes,) = counters
+    # The 64 KiB answer: one write of header (10 bytes: a 64-bit length) + payload. Above the
+    # limit: the header and the payload go as two writes, the payload not copied.
+    assert writes[0] == 10 + 65536
+    assert writes[1:3] == [10, COALESCE_LIMIT]
