@@ -31,7 +31,10 @@ COMPILED_MODULES = frozenset(
 )
 
 #: Compiled modules and the compiled modules whose C types they use (their .pxd cimports).
-CIMPORTS = {"wskit.asyncio._hotpath": ("wskit.core.connection",)}
+CIMPORTS = {
+    "wskit.core.connection": ("wskit.core.frames",),
+    "wskit.asyncio._hotpath": ("wskit.core.connection",),
+}
 
 
 def _from_source(name: str) -> bool:

@@ -15,6 +15,8 @@ import sys
 import weakref
 from pathlib import Path
 
+import pytest
+
 from wskit.asyncio import (
     Connection,
     WebSocketClientConnection,
@@ -75,15 +77,15 @@ async def test_connections_keep_weak_references_and_own_attributes() -> None:
         assert vars(ws) == {"note": 1}
 
 
-# Loads the core's connection module from its .py, as after a build where only that module
-# failed to compile, then runs one echo through a server and a client.
+# Loads one core module from its .py, as after a build where only that module failed to
+# compile, then runs one echo through a server and a client.
 HALF_BUILT = """
 import asyncio, importlib.util, sys
 
 class CoreFromSource:
     def find_spec(self, name, path, target=None):
-        if name == "wskit.core.connection":
-            return importlib.util.spec_from_file_location(name, path[0] + "/connection.py")
+        if name == "wskit.core.{module}":
+            return importlib.util.spec_from_file_location(name, path[0] + "/{module}.py")
         return None
 
 sys.meta_path.insert(0, CoreFromSource())
@@ -103,13 +105,15 @@ print(asyncio.run(main()))
 """
 
 
-def test_a_half_built_front_end_runs_from_source() -> None:
-    """Compiled, the front end uses the compiled core's C layout and cannot import with the
-    core's .py: when the core runs from source, so does the front end (wskit._purepath)."""
+@pytest.mark.parametrize("module", ["connection", "frames"])
+def test_a_half_built_front_end_runs_from_source(module: str) -> None:
+    """Compiled, the front end uses the compiled core's C layout, and the core's connection
+    module the compiled frames' C function: a module whose cimported module runs from source
+    runs from source too (wskit._purepath), rather than failing to import."""
     env = {**os.environ, "PYTHONPATH": SRC}
     env.pop("WSKIT_NO_EXTENSIONS", None)
     out = subprocess.run(
-        [sys.executable, "-c", HALF_BUILT],
+        [sys.executable, "-c", HALF_BUILT.replace("{module}", module)],
         check=False,
         env=env,
         capture_output=True,
