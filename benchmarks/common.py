@@ -320,6 +320,29 @@ class ServerProcess:
                 self.process.wait()
 
 
+async def open_aiohttp(
+    url: str, compress: int, max_size: int
+) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    """An aiohttp client WebSocket in a session of its own, and the coroutine function that
+    closes both (the session too when the connection fails)."""
+    import aiohttp  # imported here: only the runs that measure aiohttp need it
+
+    session = aiohttp.ClientSession()
+    try:
+        ws = await session.ws_connect(url, compress=compress, heartbeat=None, max_msg_size=max_size)
+    except BaseException:
+        await session.close()
+        raise
+
+    async def close() -> None:
+        try:
+            await ws.close()
+        finally:
+            await session.close()
+
+    return ws, close
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

@@ -286,21 +286,7 @@ async def connect_websockets(url: str) -> Client:
 
 
 async def connect_aiohttp(url: str) -> Client:
-    import aiohttp
-
-    session = aiohttp.ClientSession()
-    try:
-        ws = await session.ws_connect(url, compress=15, heartbeat=None, max_msg_size=MAX_MESSAGE)
-    except BaseException:
-        await session.close()
-        raise
-
-    async def close() -> None:
-        try:
-            await ws.close()
-        finally:
-            await session.close()
-
+    ws, close = await common.open_aiohttp(url, 15, MAX_MESSAGE)
     # The response headers are not public; ``compress`` (the negotiated window bits) is.
     response = getattr(ws, "_response", None)
     extensions = response.headers.get("Sec-WebSocket-Extensions", "") if response else ""

@@ -312,21 +312,7 @@ async def connect_websockets(url: str) -> AwaitableClient:
 
 
 async def connect_aiohttp(url: str) -> AwaitableClient:
-    import aiohttp
-
-    session = aiohttp.ClientSession()
-    try:
-        ws = await session.ws_connect(url, compress=0, heartbeat=None, max_msg_size=MAX_MESSAGE)
-    except BaseException:
-        await session.close()
-        raise
-
-    async def close() -> None:
-        try:
-            await ws.close()
-        finally:
-            await session.close()
-
+    ws, close = await common.open_aiohttp(url, 0, MAX_MESSAGE)
     return AwaitableClient(ws.send_bytes, ws.receive_bytes, close)
 
 
