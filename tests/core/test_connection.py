@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.helpers import FEED_MODES, drain, exchange, feed, open_pair
-from wskit.core import ClientConnection, Limits, ServerConnection, State
+from wskit.core import ClientConnection, Limits, ServerConnection, State, frames
 from wskit.core import connection as connection_module
 from wskit.core.connection import MAX_PENDING_PONGS, TRANSITIONS
 from wskit.core.events import Binary, Closed, Ping, Pong, Text
@@ -23,8 +23,14 @@ MASK = bytes((0x37, 0xFA, 0x21, 0x3D))
 
 @pytest.fixture
 def fixed_mask(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pin the client's masking key to RFC 6455 5.7's example key."""
+    """Pin the client's masking key to RFC 6455 5.7's example key.
+
+    Small frames are built by ``build_frame`` (the compiled one draws keys in C): the pure
+    twin takes its key from ``frames.new_mask``, pinned here too.
+    """
     monkeypatch.setattr(connection_module, "new_mask", lambda: MASK)
+    monkeypatch.setattr(frames, "new_mask", lambda: MASK)
+    monkeypatch.setattr(connection_module, "build_frame", frames.build_frame_py)
 
 
 def masked(frame_header: bytes, payload: bytes) -> bytes:

@@ -69,6 +69,65 @@ def test_masking_rejects_bad_arguments() -> None:
         fast(b"abc")
 
 
+def unmask_frame(frame: bytes) -> tuple[int, int, bytes]:
+    """(first byte, length field, payload) of one masked frame, the payload unmasked."""
+    length = frame[1] & 0x7F
+    start = {126: 4, 127: 10}.get(length, 2)
+    key = frame[start : start + 4]
+    return frame[0], frame[1], frames.apply_mask_py(frame[start + 4 :], key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 255),
+    st.one_of(st.binary(max_size=300), st.integers(65530, 65540).map(bytes)),
+    st.integers(0, 7),
+)
+def test_build_frame_agrees(first: int, payload: bytes, offset: int) -> None:
+    fast = compiled().build_frame
+    view = memoryview(b"\0" * offset + payload)[offset:]
+    expected = frames.build_frame_py(first, payload, False)
+    # Unmasked: byte for byte, from bytes, bytearray or an unaligned view.
+    assert fast(first, payload, False) == expected
+    assert fast(first, view, False) == expected
+    assert fast(first, bytearray(payload), False) == expected
+    # Masked: the keys are random, so compare the frames unmasked and the headers.
+    masked_fast, masked_py = fast(first, view, True), frames.build_frame_py(first, payload, True)
+    assert len(masked_fast) == len(masked_py) == len(expected) + 4
+    assert unmask_frame(masked_fast) == unmask_frame(masked_py)
+    assert unmask_frame(masked_fast)[1] & 0x80 and unmask_frame(masked_fast)[2] == payload
+
+
+def test_build_frame_length_forms() -> None:
+    # RFC 6455 5.2: the shortest length encoding, at each boundary.
+    fast = compiled().build_frame
+    for size, head in ((0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (1 << 20, 10)):
+        payload = bytes(size)
+        frame = fast(0x82, payload, False)
+        assert len(frame) == head + size
+        assert frame == frames.encode_header(0x2, size) + payload
+        assert len(fast(0x82, payload, True)) == head + 4 + size
+
+
+def test_build_frame_draws_a_fresh_key_each_time() -> None:
+    # RFC 6455 5.3: a new, unpredictable key per frame; over the pool's refills too.
+    fast = compiled().build_frame
+    keys = [fast(0x81, b"x", True)[2:6] for _ in range(2000)]
+    assert len(set(keys)) > 1990  # 2,000 draws from 2**32: a repeat or two at most
+
+
+def test_build_frame_rejects_bad_arguments() -> None:
+    for build in (compiled().build_frame, frames.build_frame_py):
+        with pytest.raises(ValueError):
+            build(256, b"", False)
+        with pytest.raises(ValueError):
+            build(-1, b"", False)
+        with pytest.raises(TypeError):
+            build(0x81, "text", False)
+    with pytest.raises(TypeError):
+        compiled().build_frame(0x81, b"")
+
+
 #: The modules Cython compiles from their .py sources (setup.py's CYTHON_MODULES): the core's
 #: and the asyncio front end's per-message path.
 CYTHON_MODULES = (
@@ -150,15 +209,20 @@ def test_connections_agree(specs: list[tuple[int, bool, bytes]], seed: int, how:
     """The same bytes, cut the same way, give the same events and the same bytes out."""
     data = client_frames(specs, random.Random(seed))
     results = []
-    for mask_fn in (compiled().apply_mask, frames.apply_mask_py):
-        saved = connection_module.apply_mask
+    twins = [
+        (compiled().apply_mask, compiled().build_frame),
+        (frames.apply_mask_py, frames.build_frame_py),
+    ]
+    saved = connection_module.apply_mask, connection_module.build_frame
+    for mask_fn, build_fn in twins:
         connection_module.apply_mask = mask_fn  # type: ignore[assignment]
+        connection_module.build_frame = build_fn  # type: ignore[assignment]
         try:
             _, server = open_pair()
             events = feed(server, data, how)
             results.append((events, drain(server)))
         finally:
-            connection_module.apply_mask = saved
+            connection_module.apply_mask, connection_module.build_frame = saved
     assert results[0] == results[1]
 
 
@@ -351,8 +415,11 @@ def test_large_messages_agree_under_random_splits(
     """Masked (to a server) and unmasked (to a client), text and binary, one frame and
     fragmented: cut at random points, both implementations give the messages sent."""
     data, expected = large_stream(random.Random(seed), masked=role == "server")
-    # The client masks its Pong: the same key for both runs, so the bytes out compare.
+    # The client masks its Pong: the same key for both runs, so the bytes out compare (the
+    # pure build_frame takes it from frames.new_mask; test_build_frame_* cover the C one).
     monkeypatch.setattr(connection_module, "new_mask", lambda: b"\x01\x02\x03\x04")
+    monkeypatch.setattr(frames, "new_mask", lambda: b"\x01\x02\x03\x04")
+    monkeypatch.setattr(connection_module, "build_frame", frames.build_frame_py)
     limits = Limits.for_size(1 << 20)
     results = []
     implementations = [

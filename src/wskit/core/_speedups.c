@@ -1,8 +1,10 @@
-/* Compiled hot path of the wskit core: payload masking (RFC 6455 5.3) and message assembly.
+/* Compiled hot path of the wskit core: payload masking (RFC 6455 5.3), whole frames in one
+ * allocation, and message assembly.
  *
- * The pure-Python twins are wskit.core.frames.apply_mask_py and MessageBufferPy; each pair
- * gives the same bytes for every input (tests/core/test_speedups.py checks it).
- * wskit.core.frames picks these when they are built, unless WSKIT_NO_EXTENSIONS is set.
+ * The pure-Python twins are wskit.core.frames.apply_mask_py, build_frame_py and
+ * MessageBufferPy; each pair gives the same bytes for every input (masking keys aside:
+ * tests/core/test_speedups.py checks it). wskit.core.frames picks these when they are built,
+ * unless WSKIT_NO_EXTENSIONS is set.
  *
  * The XOR runs 8 bytes at a time on a 64-bit copy of the key; compilers vectorise the loop.
  * The GIL is released for large payloads.
@@ -76,6 +78,137 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 done:
     PyBuffer_Release(&mask);
     PyBuffer_Release(&data);
+    return result;
+}
+
+/* ------------------------------------------------------------------ build_frame
+ *
+ * A whole frame (header, masking key for a client, payload) as one bytes object: one
+ * allocation where building it from parts takes four or five. Clients draw their masking keys
+ * from a pool of random bytes filled KEY_POOL_SIZE bytes at a time by os.urandom, the strong
+ * source RFC 6455 10.3 asks for; each key is used once. The pool is process-wide: keys are
+ * random whoever draws them, and the GIL serialises the draws.
+ */
+
+#define KEY_POOL_SIZE 1024
+
+static uint8_t key_pool[KEY_POOL_SIZE];
+static Py_ssize_t key_pool_left = 0;
+
+static int
+next_key(uint8_t key[4])
+{
+    if (key_pool_left < 4) {
+        PyObject *os = PyImport_ImportModule("os");
+        PyObject *fresh;
+
+        if (os == NULL) {
+            return -1;
+        }
+        fresh = PyObject_CallMethod(os, "urandom", "n", (Py_ssize_t)KEY_POOL_SIZE);
+        Py_DECREF(os);
+        if (fresh == NULL) {
+            return -1;
+        }
+        if (!PyBytes_Check(fresh) || PyBytes_GET_SIZE(fresh) != KEY_POOL_SIZE) {
+            Py_DECREF(fresh);
+            PyErr_SetString(PyExc_RuntimeError, "os.urandom returned an unexpected value");
+            return -1;
+        }
+        memcpy(key_pool, PyBytes_AS_STRING(fresh), KEY_POOL_SIZE);
+        Py_DECREF(fresh);
+        key_pool_left = KEY_POOL_SIZE;
+    }
+    key_pool_left -= 4;
+    memcpy(key, key_pool + key_pool_left, 4);
+    return 0;
+}
+
+PyDoc_STRVAR(build_frame_doc,
+"build_frame(first_byte, payload, mask, /)\n--\n\n"
+"One frame as bytes: first_byte (FIN, RSV and opcode), the shortest length encoding\n"
+"(RFC 6455 5.2) and the payload; with a true mask, a fresh masking key and the payload\n"
+"masked with it (5.3).");
+
+static PyObject *
+build_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer payload;
+    PyObject *result = NULL;
+    long first;
+    int mask;
+    Py_ssize_t n, head;
+    uint8_t *out;
+    uint8_t key[4];
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "build_frame() takes exactly 3 arguments");
+        return NULL;
+    }
+    first = PyLong_AsLong(args[0]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "first_byte must be in 0..255");
+        return NULL;
+    }
+    mask = PyObject_IsTrue(args[2]);
+    if (mask < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    n = payload.len;
+    head = (n < 126 ? 2 : n < 65536 ? 4 : 10) + (mask ? 4 : 0);
+    if (mask && next_key(key) < 0) {
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, head + n);
+    if (result == NULL) {
+        goto done;
+    }
+    out = (uint8_t *)PyBytes_AS_STRING(result);
+    out[0] = (uint8_t)first;
+    if (n < 126) {
+        out[1] = (uint8_t)n;
+        out += 2;
+    }
+    else if (n < 65536) {
+        out[1] = 126;
+        out[2] = (uint8_t)(n >> 8);
+        out[3] = (uint8_t)n;
+        out += 4;
+    }
+    else {
+        uint64_t length = (uint64_t)n;
+        int i;
+
+        out[1] = 127;
+        for (i = 0; i < 8; i++) {
+            out[2 + i] = (uint8_t)(length >> (8 * (7 - i)));
+        }
+        out += 10;
+    }
+    if (mask) {
+        ((uint8_t *)PyBytes_AS_STRING(result))[1] |= 0x80;
+        memcpy(out, key, 4);
+        out += 4;
+        if (n >= NOGIL_THRESHOLD) {
+            Py_BEGIN_ALLOW_THREADS
+            xor_mask(payload.buf, out, n, key);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            xor_mask(payload.buf, out, n, key);
+        }
+    }
+    else if (n) {
+        memcpy(out, payload.buf, n);
+    }
+done:
+    PyBuffer_Release(&payload);
     return result;
 }
 
@@ -343,6 +476,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
+    {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,9 @@
 """Types of the compiled hot path (src/wskit/core/_speedups.c)."""
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
+def build_frame(
+    first_byte: int, payload: bytes | bytearray | memoryview, mask: bool, /
+) -> bytes: ...
 
 class MessageBuffer:
     def __init__(self, size: int) -> None: ...

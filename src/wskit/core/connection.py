@@ -64,6 +64,7 @@ from wskit.core.frames import (
     MessageBuffer,
     MessageBufferLike,
     apply_mask,
+    build_frame,
     encode_header,
     new_mask,
     parse_close,
@@ -497,6 +498,13 @@ class Connection:
 
     def _queue_frame(self, opcode: int, payload: bytes, fin: bool, rsv: int) -> None:
         n = len(payload)
+        if n <= COPY_THRESHOLD:
+            # Header, key and payload in one bytes object (one allocation when compiled).
+            # RFC 6455 5.1: "a client MUST mask all frames that it sends to the server".
+            frame = build_frame((FIN if fin else 0) | rsv | opcode, payload, self._mask)
+            self.bytes_sent += len(frame)
+            self._out.append(frame)
+            return
         if self._mask:
             # RFC 6455 5.3: "The masking key needs to be unpredictable"; 5.1: "a client MUST
             # mask all frames that it sends to the server".
@@ -508,12 +516,11 @@ class Connection:
             payload = apply_mask(payload, key)
         else:
             header = encode_header(opcode, n, fin, rsv)
+        # Large: header and payload as two buffers (copying the payload would cost more than
+        # the front end's write of two).
         self.bytes_sent += len(header) + n
-        if n > COPY_THRESHOLD:
-            self._out.append(header)
-            self._out.append(payload)
-        else:
-            self._out.append(header + payload)
+        self._out.append(header)
+        self._out.append(payload)
 
     def _queue_masked_chunks(self, header: bytes, payload: bytes, key: bytes) -> None:
         """Queue a large client frame masked piece by piece (see :data:`MASK_CHUNK`)."""

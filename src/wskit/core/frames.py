@@ -28,6 +28,8 @@ __all__ = [
     "Opcode",
     "apply_mask",
     "apply_mask_py",
+    "build_frame",
+    "build_frame_py",
     "encode_frame",
     "encode_header",
     "is_valid_close_code",
@@ -161,6 +163,31 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     )
 
 
+def build_frame_py(first_byte: int, payload: bytes | bytearray | memoryview, mask: bool) -> bytes:
+    """One frame as bytes: ``first_byte`` (FIN, RSV bits, opcode), the length and the payload,
+    masked with a fresh key when ``mask`` is true (RFC 6455 5.2, 5.3).
+
+    The pure-Python implementation; :func:`build_frame` is the compiled one when it is built,
+    which makes the frame in one allocation.
+    """
+    if not 0 <= first_byte <= 255:
+        raise ValueError("first_byte must be in 0..255")
+    n = len(payload)
+    if mask:
+        key = new_mask()
+        masked = apply_mask(payload, key)
+        if n < 126:
+            return bytes((first_byte, MASK_BIT | n)) + key + masked
+        if n < 65536:
+            return _pack_short(first_byte, MASK_BIT | 126, n) + key + masked
+        return _pack_long(first_byte, MASK_BIT | 127, n) + key + masked
+    if n < 126:
+        return bytes((first_byte, n)) + payload
+    if n < 65536:
+        return _pack_short(first_byte, 126, n) + payload
+    return _pack_long(first_byte, 127, n) + payload
+
+
 class MessageBufferLike(Protocol):
     """What the connection needs from a message buffer (either implementation)."""
 
@@ -260,21 +287,19 @@ class MessageBufferPy:
 # The C module's masking and message buffer when it was built (``WSKIT_NO_EXTENSIONS=1`` in
 # the environment forces the pure-Python twins); ``wskit.core.IMPLEMENTATION`` reports it.
 apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask_py
+build_frame: Callable[[int, bytes | bytearray | memoryview, bool], bytes] = build_frame_py
 MessageBuffer: Callable[[int], MessageBufferLike] = MessageBufferPy
 if not os.environ.get("WSKIT_NO_EXTENSIONS"):
     # Not built: no compiler at install time, or an unusual platform.
     with contextlib.suppress(ImportError):
-        from wskit.core._speedups import MessageBuffer, apply_mask
+        from wskit.core._speedups import MessageBuffer, apply_mask, build_frame
 
 
 def encode_frame(
     opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = False
 ) -> bytes:
     """A whole frame as one bytes object; ``mask=True`` masks it with a fresh key (clients)."""
-    if mask:
-        key = new_mask()
-        return encode_header(opcode, len(payload), fin, rsv, key) + apply_mask(payload, key)
-    return encode_header(opcode, len(payload), fin, rsv) + payload
+    return build_frame((FIN if fin else 0) | rsv | opcode, payload, mask)
 
 
 def serialize_close(code: int | None, reason: str = "") -> bytes:
