@@ -7,15 +7,33 @@ front end that implements them (DESIGN rule 4).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wskit.core.connection import State
 from wskit.core.events import Request, Response
 
-__all__ = ["CallbackConnection", "CallbackHandler", "Data"]
+__all__ = ["CallbackConnection", "CallbackHandler", "ConnectionStatistics", "Data"]
 
 #: A message: ``str`` for text, ``bytes`` for binary.
 Data = str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """A snapshot of one connection's counters (``statistics()`` on every front end's
+    connection)."""
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    #: Messages received and waiting for ``recv()``.
+    messages_queued: int
+    #: Bytes accepted by ``send`` and not yet handed to the operating system.
+    write_buffer_size: int
+    #: The round-trip time of the last answered ping, in seconds.
+    latency: float | None
 
 
 class CallbackConnection(Protocol):

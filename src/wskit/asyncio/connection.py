@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from wskit.abc import CallbackHandler
+from wskit.abc import CallbackHandler, ConnectionStatistics
 from wskit.asyncio._hotpath import HotPath
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
@@ -83,19 +83,6 @@ class BroadcastResult:
     sent: int
     skipped_closed: int
     skipped_slow: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStatistics:
-    """A snapshot of one connection's counters (``Connection.statistics()``)."""
-
-    messages_sent: int
-    messages_received: int
-    bytes_sent: int
-    bytes_received: int
-    messages_queued: int
-    write_buffer_size: int
-    latency: float | None
 
 
 class Connection(HotPath, asyncio.BufferedProtocol):

@@ -1,0 +1,693 @@
+"""One WebSocket connection on a blocking socket, driven by threads.
+
+A background reader thread per connection reads the socket, feeds the core, answers pings,
+queues messages for :meth:`Connection.recv` and runs the keepalive and close timers; the
+application's threads call ``recv``/``send``/``ping``/``close``. One lock guards the core and
+is never held while the socket is written: whoever finds bytes to write writes them, and a
+writer drains everything queued meanwhile before it lets go, so frames go out in the order the
+core made them and no thread waits for a write of another to see the lock.
+
+The thread, event and selector types are parameters (``thread_class``, ``event_class``,
+``selector_class``), as simple-websocket offers, for green-thread libraries.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import secrets
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
+
+from wskit.abc import ConnectionStatistics, Data
+from wskit.core.connection import Connection as CoreConnection
+from wskit.core.connection import State
+from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
+from wskit.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    LocalProtocolError,
+)
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "READ_SIZE",
+    "Connection",
+    "EventLike",
+    "ThreadLike",
+    "read_handshake",
+    "remaining",
+]
+
+#: Seconds between keepalive pings when nothing was received (websockets' default 20 s).
+DEFAULT_PING_INTERVAL = 20.0
+#: Seconds to wait for any traffic after a keepalive ping before failing with 1011.
+DEFAULT_PING_TIMEOUT = 20.0
+#: Seconds to wait for the closing handshake and the TCP close (websockets: 10 s).
+DEFAULT_CLOSE_TIMEOUT = 10.0
+#: Messages queued before the reader thread stops reading (websockets' default is 16).
+DEFAULT_MAX_QUEUE = 16
+#: Bytes asked of each ``recv()`` on the socket (websockets' threading implementation: 64 KiB).
+READ_SIZE = 64 * 1024
+
+_OPEN = State.OPEN
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (a ``time.monotonic()`` value; None: no limit).
+
+    Raises :class:`TimeoutError` once it passed: the opening handshake took too long.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out during the opening handshake")
+    return left
+
+
+def read_handshake(
+    sock: socket.socket, core: CoreConnection, deadline: float | None, read_size: int
+) -> None:
+    """Read from ``sock`` into ``core`` until the opening handshake's head is in: the
+    request on a server, the response on a client (or the connection failed).
+
+    Bytes that arrive behind the head stay in the core for the connection's reader thread.
+    Raises :class:`TimeoutError` when ``deadline`` passes first.
+    """
+    server = not core.is_client
+    while core.state is State.CONNECTING and not (server and getattr(core, "request", None)):
+        sock.settimeout(remaining(deadline))
+        data = sock.recv(read_size)
+        if not data:
+            core.receive_eof()
+            return
+        core.receive_data(data)
+
+
+class EventLike(Protocol):
+    """What the connection needs of ``event_class()`` (``threading.Event`` by default)."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class ThreadLike(Protocol):
+    """What the connection needs of ``thread_class(target=..., daemon=True, name=...)``."""
+
+    def start(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class Connection:
+    """A WebSocket connection on a blocking socket: ``recv``/``send``/``ping``/``close``.
+
+    Created by :func:`wskit.sync.connect` and :func:`wskit.sync.serve`, not by hand. Every
+    method may be called from any thread; ``send`` from several threads at once is safe
+    (messages never interleave), while two threads in ``recv`` at once raise
+    :class:`~wskit.exceptions.ConcurrencyError`. Use it as a context manager to close it on
+    the way out, and iterate over it for the messages until a normal close.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        core: CoreConnection,
+        *,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        max_queue: int | None = DEFAULT_MAX_QUEUE,
+        read_size: int = READ_SIZE,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        thread_class: Callable[..., ThreadLike] | None = None,
+        event_class: Callable[[], EventLike] | None = None,
+        selector_class: Callable[[], selectors.BaseSelector] | None = None,
+    ) -> None:
+        self.socket = sock
+        self.core = core
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
+        self.read_size = read_size
+        self.logger = logger or logging.getLogger("wskit")
+        self._thread_class: Callable[..., ThreadLike] = thread_class or threading.Thread
+        self._event_class: Callable[[], EventLike] = event_class or threading.Event
+        self._selector_class = selector_class or selectors.DefaultSelector
+        #: True once the opening handshake succeeded (it stays True after the close).
+        self.opened = False
+        #: The round-trip time of the last answered ping, in seconds.
+        self.latency: float | None = None
+        # The core and everything below are guarded by this lock; re-entrant because a
+        # pong future's callbacks run under it and may send.
+        self._lock = threading.RLock()
+        self._written = threading.Condition(self._lock)
+        self._send_mutex = threading.Lock()  # held by send() for a whole message
+        self._messages: deque[Data] = deque()
+        self._message_ready = self._event_class()  # set: a message is queued, or closed
+        self._space = self._event_class()  # set: the reader may read (queue below max)
+        self._space.set()
+        self._receiving = False
+        self._writing = False
+        self._backlog: list[bytes] = []
+        self._write_error: OSError | None = None
+        self._shut_write = False
+        self._closed_event: Closed | None = None
+        self._pings: dict[bytes, tuple[concurrent.futures.Future[float], float]] = {}
+        self._close_deadline: float | None = None
+        self._keepalive_deadline: float | None = None
+        self._keepalive_mark = -1
+        self._ping_outstanding = False
+        self._reader: ThreadLike | None = None
+        self._done = self._event_class()  # set: the reader thread ended, the socket is closed
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED (the core's state)."""
+        return self.core.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the opening handshake, if any."""
+        return self.core.subprotocol
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake's request (sent by a client, received by a server)."""
+        return getattr(self.core, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake's response."""
+        return getattr(self.core, "response", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer (1005 if none, 1006 if TCP just dropped);
+        None while the connection is open."""
+        event = self._closed_event
+        return None if event is None else event.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received from the peer; None while the connection is open."""
+        event = self._closed_event
+        return None if event is None else event.reason
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address (``getpeername()``), or None once the socket is closed."""
+        try:
+            return self.socket.getpeername()
+        except OSError:
+            return None
+
+    @property
+    def local_address(self) -> Any:
+        """This side's address (``getsockname()``), or None once the socket is closed."""
+        try:
+            return self.socket.getsockname()
+        except OSError:
+            return None
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters of this connection: messages and bytes each way, queue, latency."""
+        core = self.core
+        with self._lock:
+            return ConnectionStatistics(
+                messages_sent=core.messages_sent,
+                messages_received=core.messages_received,
+                bytes_sent=core.bytes_sent,
+                bytes_received=core.bytes_received,
+                messages_queued=len(self._messages),
+                write_buffer_size=sum(len(chunk) for chunk in self._backlog),
+                latency=self.latency,
+            )
+
+    # ------------------------------------------------------------------ receiving
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        ``timeout`` (seconds) bounds the wait: ``0`` returns a queued message or raises at
+        once; when it expires :class:`TimeoutError` is raised and nothing is lost (a message
+        arriving later waits for the next call). Raises
+        :class:`~wskit.exceptions.ConnectionClosedOK` after a normal close and
+        :class:`~wskit.exceptions.ConnectionClosedError` otherwise, once every message
+        received before the close was returned; :class:`~wskit.exceptions.ConcurrencyError`
+        if another thread is already in ``recv``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._receiving:
+                raise ConcurrencyError("another thread is already waiting in recv()")
+            self._receiving = True
+        try:
+            while True:
+                try:
+                    with self._lock:
+                        message = self._take()
+                        if message is not None:
+                            return message
+                        self._message_ready.clear()
+                finally:
+                    if self._backlog:
+                        self._flush(blocking=False)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("no message within the timeout")
+                self._message_ready.wait(remaining)
+        finally:
+            with self._lock:
+                self._receiving = False
+
+    def _take(self) -> Data | None:
+        """A queued message, or None; raise once closed and drained (lock held)."""
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
+                self._space.set()
+            return message
+        core = self.core
+        if core.hold_errors:
+            # Every message was handed out: a bad frame held back behind them fails the
+            # connection now, after the application's answers to them went out.
+            core.hold_errors = False
+            if core.input_held:
+                core.receive_data(b"")
+                self._process()  # its Close frame is written by recv(), outside the lock
+                if messages:
+                    return messages.popleft()
+        if self._closed_event is not None:
+            raise self._closed_exception()
+        return None
+
+    def __iter__(self) -> Iterator[Data]:
+        """The messages until the connection closes: normally (the loop ends) or not
+        (:class:`~wskit.exceptions.ConnectionClosedError` is raised)."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, message: Data | Iterable[Data], *, compress: bool = True) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary; an iterable of ``str`` (or
+        of bytes) as one fragmented message, a frame per item.
+
+        Returns once the bytes are handed to the operating system: a peer that stops reading
+        slows the sender down instead of growing a buffer. ``compress=False`` sends this
+        message uncompressed when permessage-deflate was negotiated. Raises
+        :class:`~wskit.exceptions.ConnectionClosed` once the connection is closing.
+        """
+        # One message at a time: the frames of a fragmented one must not interleave with
+        # another's (RFC 6455 5.4); pings, pongs and the Close frame may go between them.
+        with self._send_mutex:
+            if isinstance(message, str):
+                self._call(self.core.send_text, message, True, compress)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                self._call(self.core.send_binary, message, True, compress)
+            elif isinstance(message, Iterable):
+                self._send_fragments(message, compress)
+                return
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}")
+            self._flush(blocking=True)
+
+    def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
+        core = self.core
+        kind: type | None = None
+        for fragment in fragments:
+            if kind is None:
+                if isinstance(fragment, str):
+                    kind = str
+                    self._call(core.send_text, fragment, False, compress)
+                elif isinstance(fragment, (bytes, bytearray, memoryview)):
+                    kind = bytes
+                    self._call(core.send_binary, fragment, False, compress)
+                else:
+                    raise TypeError(f"cannot send {type(fragment).__name__}")
+            elif isinstance(fragment, str) != (kind is str):
+                self._call(core.finish_message)
+                self._flush(blocking=True)
+                raise TypeError("a fragmented message mixes str and bytes")
+            else:
+                self._call(core.send_continuation, fragment, False)
+            self._flush(blocking=True)
+        if kind is not None:
+            self._call(core.finish_message)
+            self._flush(blocking=True)
+
+    def ping(self, data: str | bytes | None = None) -> concurrent.futures.Future[float]:
+        """Send a Ping; return a future whose result is the round-trip time in seconds once
+        the matching Pong arrives (``rtt = ws.ping().result(timeout=5)``).
+
+        ``data`` defaults to 4 random bytes. A Pong also answers every earlier ping
+        (RFC 6455 5.5.3 lets a peer answer only the latest). The future fails with
+        :class:`~wskit.exceptions.ConnectionClosed` if the connection closes first.
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        with self._lock:
+            if payload is None:
+                payload = secrets.token_bytes(4)
+                while payload in self._pings:
+                    payload = secrets.token_bytes(4)
+            elif payload in self._pings:
+                raise ConcurrencyError("already waiting for a pong with the same data")
+            self._call(self.core.send_ping, payload)
+            waiter: concurrent.futures.Future[float] = concurrent.futures.Future()
+            self._pings[payload] = (waiter, time.monotonic())
+        self._flush(blocking=True)
+        return waiter
+
+    def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat)."""
+        self._call(self.core.send_pong, data.encode() if isinstance(data, str) else data)
+        self._flush(blocking=True)
+
+    def _call(self, method: Callable[..., None], *args: Any) -> None:
+        """Call a sending method of the core under the lock; ConnectionClosed once closing."""
+        with self._lock:
+            if self._write_error is not None:
+                raise self._closed_exception()
+            try:
+                method(*args)
+            except LocalProtocolError:
+                if self.core.state is not State.OPEN:
+                    raise self._closed_exception() from None
+                raise
+
+    def _flush(self, *, blocking: bool) -> None:
+        """Write what the core queued. With ``blocking``, return once it is written (or
+        another thread wrote it); without, leave it to the thread writing now, if any."""
+        with self._lock:
+            self._backlog.extend(self.core.data_to_send())
+            if self._writing:
+                if blocking:
+                    # The writing thread drains the backlog, ours included, before it stops.
+                    while self._writing:
+                        self._written.wait()
+                    if self._write_error is not None:
+                        raise self._closed_exception()
+                return
+            if not self._backlog:
+                self._shutdown_if_done()
+                return
+            self._writing = True
+        error: OSError | None = None
+        try:
+            while True:
+                with self._lock:
+                    chunks = self._backlog
+                    self._backlog = []
+                    chunks.extend(self.core.data_to_send())
+                    if not chunks or error is not None:
+                        break
+                try:
+                    self.socket.sendall(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                except OSError as exc:
+                    error = exc
+        finally:
+            with self._lock:
+                self._writing = False
+                if error is not None and self._write_error is None:
+                    self._write_error = error
+                    self._backlog = []
+                self._written.notify_all()
+                if error is None:
+                    self._shutdown_if_done()
+        if error is not None:
+            self.logger.debug("write failed: %s", error)
+            self._abort()
+            if blocking:
+                raise self._closed_exception() from error
+
+    def _shutdown_if_done(self) -> None:
+        """Half-close TCP once the core says so and everything was written (lock held)."""
+        if self.core.should_close() and not self._shut_write and not self._writing:
+            self._shut_write = True
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake and wait until TCP is closed (at most
+        ``close_timeout``, after which the connection is dropped)."""
+        with self._lock:
+            if self.core.state is State.OPEN:
+                self.core.send_close(code, reason)
+                self._process()
+            self._space.set()  # a reader paused by max_queue must see the answer
+        with contextlib.suppress(ConnectionClosed):
+            self._flush(blocking=True)
+        if not self.wait_closed(self.close_timeout):
+            # The reader thread still runs: a peer that neither answers nor reads (a write
+            # blocks). Drop TCP, which ends both.
+            self._abort()
+            self.wait_closed()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is closed and its socket too; False on timeout."""
+        reader = self._reader
+        if reader is None:
+            self._close_socket()
+            return True
+        if reader is threading.current_thread():
+            return self._done.is_set()  # a hook of the reader thread cannot wait for it
+        return self._done.wait(timeout)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _closed_exception(self) -> ConnectionClosed:
+        event = self._closed_event
+        if event is None:
+            core = self.core
+            if core.close_rcvd is None:
+                return ConnectionClosedError(1006, "", None)
+            code, reason = core.close_rcvd
+            sent_code = core.close_sent[0] if core.close_sent else None
+            event = Closed(code, reason, sent_code, "", core.cause)
+        cls = ConnectionClosedOK if event.ok else ConnectionClosedError
+        exc = cls(event.code, event.reason, event.sent_code)
+        exc.__cause__ = event.cause
+        return exc
+
+    # ------------------------------------------------------------------ the reader thread
+
+    def _start(self, name: str) -> None:
+        """The opening handshake succeeded: start the reader thread."""
+        self.opened = True
+        self._keepalive_mark = self.core.bytes_received
+        if self.ping_interval:
+            self._keepalive_deadline = time.monotonic() + self.ping_interval
+        reader = self._thread_class(target=self._read_loop, daemon=True, name=name)
+        self._reader = reader
+        reader.start()
+
+    def _read_loop(self) -> None:
+        selector = self._selector_class()
+        try:
+            selector.register(self.socket, selectors.EVENT_READ)
+            with self._lock:
+                self._process()  # frames that came in with the handshake
+            self._flush(blocking=False)
+            while self._read_once(selector):
+                pass
+        except Exception:  # pragma: no cover - a bug: do not die silently
+            self.logger.exception("reader thread failed")
+        finally:
+            selector.close()
+            with self._lock:
+                if self.core.state is not State.CLOSED:
+                    self.core.receive_eof()
+                    self._process()
+                self._fail_waiters()
+            self._close_socket()
+            self._done.set()
+
+    def _read_once(self, selector: selectors.BaseSelector) -> bool:
+        """Wait for bytes (or the next timer), feed them to the core; False at the end."""
+        timeout = self._run_timers()
+        if timeout is False:
+            return False
+        if self._backlog:
+            self._flush(blocking=False)  # a keepalive ping
+        if not self._space.is_set():
+            # Backpressure: max_queue messages wait for recv(); read again once it catches up.
+            self._space.wait(timeout)
+            return True
+        if not self._readable(selector, timeout):
+            return True
+        try:
+            data = self.socket.recv(self.read_size)
+        except (ssl_module.SSLWantReadError, BlockingIOError, InterruptedError):
+            return True
+        except OSError as exc:
+            self.logger.debug("read failed: %s", exc)
+            data = b""
+        with self._lock:
+            if data:
+                self.core.receive_data(data)
+            else:
+                self.core.receive_eof()
+            self._process()
+        self._flush(blocking=False)  # pongs, the Close echo
+        return bool(data)
+
+    def _readable(self, selector: selectors.BaseSelector, timeout: float | None) -> bool:
+        sock = self.socket
+        if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+            return True  # decrypted bytes wait in the TLS layer: no socket event for them
+        return bool(selector.select(timeout))
+
+    def _run_timers(self) -> float | bool | None:
+        """Fire the keepalive and close timers that are due; return the seconds until the
+        next one (None: no timer), or False when the connection was dropped."""
+        now = time.monotonic()
+        with self._lock:
+            deadline = self._close_deadline
+            if deadline is not None and now >= deadline:
+                self.logger.debug("closing handshake timed out; dropping the connection")
+                return False
+            keepalive = self._keepalive_deadline
+            if keepalive is not None and now >= keepalive:
+                self._keepalive(now)
+                keepalive = self._keepalive_deadline
+            deadlines = [d for d in (deadline, keepalive) if d is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+    def _keepalive(self, now: float) -> None:
+        """Every ``ping_interval``: ping if nothing arrived since the last tick; fail with
+        1011 if nothing at all arrived within ``ping_timeout`` of a ping (lock held)."""
+        self._keepalive_deadline = None
+        core = self.core
+        if core.state is not State.OPEN or not self.ping_interval:
+            return
+        received = core.bytes_received
+        delay = self.ping_interval
+        if self._ping_outstanding:
+            self._ping_outstanding = False
+            if received == self._keepalive_mark:
+                self.logger.info("keepalive ping timeout; closing the connection")
+                core.fail(1011, "keepalive ping timeout")
+                self._process()
+                return
+        elif received == self._keepalive_mark:
+            core.send_ping(secrets.token_bytes(4))
+            if self.ping_timeout is not None:
+                self._ping_outstanding = True
+                delay = self.ping_timeout
+            self._process()
+        self._keepalive_mark = received
+        self._keepalive_deadline = now + delay
+
+    def _process(self) -> None:
+        """Dispatch the core's events and queue its answers for :meth:`_flush`, which the
+        caller runs once it let go of the lock (lock held)."""
+        core = self.core
+        for event in core.events():
+            self._dispatch(event)
+        self._backlog.extend(core.data_to_send())
+        if (
+            self.core.close_expected()
+            and self._close_deadline is None
+            and self.close_timeout is not None
+        ):
+            self._close_deadline = time.monotonic() + self.close_timeout
+
+    def _dispatch(self, event: Event) -> None:
+        kind = type(event)
+        if kind is Text or kind is Binary:
+            # Until the application asks for the next message, a bad frame behind this one
+            # is held back, so its answer to this message goes out before the Close frame.
+            self.core.hold_errors = True
+            messages = self._messages
+            messages.append(event.data)  # type: ignore[union-attr]
+            self._message_ready.set()
+            max_queue = self.max_queue
+            if max_queue is not None and len(messages) >= max_queue and self.core.state is _OPEN:
+                self._space.clear()
+        elif kind is Pong:
+            self._receive_pong(event.payload)  # type: ignore[union-attr]
+        elif kind is Closed:
+            self._on_closed(event)  # type: ignore[arg-type]
+        elif kind is Ping:
+            pass  # the core answered it
+        else:
+            self._on_handshake_event(event)
+
+    def _on_handshake_event(self, event: Event) -> None:
+        """A Request or Response: handled during the opening handshake, never after."""
+
+    def _receive_pong(self, payload: bytes) -> None:
+        entry = self._pings.get(payload)
+        if entry is None:
+            return
+        now = time.monotonic()
+        # A Pong answers its ping and every ping sent before it.
+        for key in list(self._pings):
+            waiter, sent_at = self._pings.pop(key)
+            if not waiter.done():
+                waiter.set_result(now - sent_at)
+            if key == payload:
+                self.latency = now - sent_at
+                break
+
+    def _on_closed(self, event: Closed) -> None:
+        self._closed_event = event
+        if event.cause is not None and not isinstance(event.cause, ConnectionClosed):
+            self.logger.debug("connection failed: %s", event.cause)
+        self._keepalive_deadline = None
+        self._space.set()  # read on, so the peer's Close and the TCP close are seen
+        self._fail_waiters()
+
+    def _fail_waiters(self) -> None:
+        """Wake recv() and fail the ping futures: the connection is closed (lock held)."""
+        self._message_ready.set()
+        if self._pings:
+            exc = self._closed_exception()
+            for waiter, _ in self._pings.values():
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            self._pings.clear()
+
+    def _abort(self) -> None:
+        """Drop TCP: the reader thread sees the end at once."""
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+
+    def _close_socket(self) -> None:
+        self.socket.close()

@@ -1,0 +1,453 @@
+"""The threads WebSocket server: ``serve(handler, host, port)``, a thread per connection."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http
+import logging
+import os
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from wskit import _zlib
+from wskit.core.connection import ServerConnection as CoreServerConnection
+from wskit.core.connection import State
+from wskit.core.events import Request, Response
+from wskit.core.extensions import (
+    ServerExtensionFactory,
+    ServerPerMessageDeflateFactory,
+    extension_factories,
+)
+from wskit.core.headers import HeadersLike
+from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
+from wskit.exceptions import ConnectionClosed
+from wskit.sync.connection import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    READ_SIZE,
+    Connection,
+    EventLike,
+    ThreadLike,
+    read_handshake,
+    remaining,
+)
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_OPEN_TIMEOUT",
+    "Server",
+    "WebSocketServerConnection",
+    "serve",
+]
+
+#: Seconds a client has to complete TLS and the opening handshake (websockets: 10 s), so a
+#: slow or silent client cannot hold a thread.
+DEFAULT_OPEN_TIMEOUT = 10.0
+#: Connections served at once (a thread each, two once open); more are answered with
+#: HTTP 503 at once. simple_ws calls this its connection limit.
+DEFAULT_MAX_CONNECTIONS = 1024
+
+#: What ``serve`` runs per connection, in the connection's own thread.
+Handler = Callable[["WebSocketServerConnection"], None]
+ProcessRequest = Callable[["WebSocketServerConnection", Request], "Response | None"]
+SelectSubprotocol = Callable[["WebSocketServerConnection", Sequence[str]], "str | None"]
+
+logger = logging.getLogger("wskit.server")
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 29\r\nConnection: close\r\n\r\nToo many connections, sorry.\n"
+)
+
+
+class WebSocketServerConnection(Connection):
+    """A server-side connection (see :class:`~wskit.sync.connection.Connection`)."""
+
+    core: CoreServerConnection
+
+    def __init__(
+        self, server: Server, sock: socket.socket, core: CoreServerConnection, **kwargs: Any
+    ):
+        super().__init__(sock, core, **kwargs)
+        self.server = server
+
+    def respond(self, status: int, text: str = "", headers: HeadersLike | None = None) -> Response:
+        """Build an HTTP response for ``process_request`` to return (health checks, 401...)."""
+        body = text or f"{http.HTTPStatus(status).phrase}\n"
+        return self.core.reject(status, body, headers)
+
+    def _handshake(self, deadline: float | None) -> bool:
+        """Read the request and answer it; True when the connection opened."""
+        core = self.core
+        server = self.server
+        read_handshake(self.socket, core, deadline, self.read_size)
+        request = core.request
+        if request is None or core.state is not State.CONNECTING:
+            self._write_handshake(deadline)  # the core's 400 for a bad head, if any
+            return False
+        object.__setattr__(request, "remote_address", self.remote_address)
+        response: Response | None = None
+        if server.process_request is not None:
+            try:
+                response = server.process_request(self, request)
+            except Exception:
+                response = self._internal_error()
+        if response is None:
+            response = self._accept(request)
+        core.send_response(response)
+        self._write_handshake(deadline)
+        if response.status != 101:
+            self.logger.info("%s %s -> %d", request.method, request.target, response.status)
+            return False
+        return True
+
+    def _write_handshake(self, deadline: float | None) -> None:
+        data = self.core.data_to_send()
+        if data:
+            self.socket.settimeout(remaining(deadline))
+            self.socket.sendall(b"".join(data))
+
+    def _accept(self, request: Request) -> Response:
+        """The answer when ``process_request`` gave none: check the origin, choose the
+        subprotocol, accept (or refuse an invalid upgrade)."""
+        server = self.server
+        core = self.core
+        try:
+            if server.origins is not None and request.origin not in server.origins:
+                return core.reject(403, "Origin not allowed.\n")
+            if server.select_subprotocol is not None:
+                offered = request.subprotocols
+                chosen = server.select_subprotocol(self, offered) if offered else None
+                return core.accept(request, subprotocol=chosen, extra_headers=server.extra_headers)
+            return core.accept(request, extra_headers=server.extra_headers)
+        except Exception:
+            return self._internal_error()
+
+    def _internal_error(self) -> Response:
+        self.logger.exception("opening handshake failed")
+        return self.core.reject(500, "Failed to open a WebSocket connection.\n")
+
+    @property
+    def request(self) -> Request:
+        """The opening handshake's request: path, query, headers, remote address."""
+        request = self.core.request
+        if request is None:
+            raise RuntimeError("no request received yet")
+        return request
+
+
+class Server:
+    """A running threads WebSocket server: ``serve_forever()``, ``shutdown()``.
+
+    ``connections`` holds the open connections (a registry for broadcasting); connections
+    still in the opening handshake, or answered with plain HTTP, are not in it.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        listener: socket.socket,
+        *,
+        process_request: ProcessRequest | None,
+        select_subprotocol: SelectSubprotocol | None,
+        subprotocols: Sequence[str] | None,
+        origins: Sequence[str | None] | None,
+        extra_headers: HeadersLike | None,
+        extensions: list[ServerExtensionFactory],
+        limits: Limits,
+        fragment_size: int | None,
+        ssl: ssl_module.SSLContext | None,
+        open_timeout: float | None,
+        max_connections: int | None,
+        thread_class: Callable[..., ThreadLike] | None,
+        selector_class: Callable[[], selectors.BaseSelector] | None,
+        connection_kwargs: dict[str, Any],
+    ) -> None:
+        self.handler = handler
+        self.socket = listener
+        self.process_request = process_request
+        self.select_subprotocol = select_subprotocol
+        self.subprotocols = list(subprotocols or ())
+        self.origins = None if origins is None else list(origins)
+        self.extra_headers = extra_headers
+        self.extensions = extensions
+        self.limits = limits
+        self.fragment_size = fragment_size
+        self.ssl = ssl
+        self.open_timeout = open_timeout
+        self.max_connections = max_connections
+        self.connection_kwargs = connection_kwargs
+        self.logger: logging.Logger = connection_kwargs["logger"]
+        self._thread_class: Callable[..., ThreadLike] = thread_class or threading.Thread
+        self._selector_class = selector_class or selectors.DefaultSelector
+        #: The open connections: handshake done, not yet closed (a registry for broadcasts).
+        self.connections: set[WebSocketServerConnection] = set()
+        self._lock = threading.Lock()
+        self._active = 0  # connection threads running (handshake included)
+        self._idle = threading.Condition(self._lock)
+        self._handshaking: set[socket.socket] = set()
+        self._shutdown = False
+        self._serving = False
+        self._served = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on: handy with ``port=0``; 0 on a Unix socket."""
+        name = self.socket.getsockname()
+        return int(name[1]) if isinstance(name, tuple) else 0
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` (from another thread or a handler)."""
+        self._serving = True
+        selector = self._selector_class()
+        selector.register(self.socket, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._shutdown:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r or self._shutdown:
+                        return
+                    self._accept_one()
+        finally:
+            selector.close()
+            self._served.set()
+
+    def _accept_one(self) -> None:
+        try:
+            sock, _ = self.socket.accept()
+            sock.setblocking(True)
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # EMFILE and the like: log, keep serving
+            self.logger.error("accept() failed: %s", exc)
+            time.sleep(0.1)
+            return
+        with self._lock:
+            if self.max_connections is not None and self._active >= self.max_connections:
+                busy = True
+            else:
+                busy = False
+                self._active += 1
+        if busy:
+            self.logger.warning("too many connections (%d): answered 503", self.max_connections)
+            try:
+                sock.setblocking(False)
+                sock.send(_BUSY)
+            except OSError:
+                pass
+            sock.close()
+            return
+        thread = self._thread_class(
+            target=self._serve_connection, args=(sock,), daemon=True, name="wskit-connection"
+        )
+        thread.start()
+
+    def _serve_connection(self, raw: socket.socket) -> None:
+        """One connection's thread: handshake, then the handler, then the close."""
+        connection: WebSocketServerConnection | None = None
+        sock = raw
+        try:
+            with self._lock:
+                self._handshaking.add(raw)
+            deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+            try:
+                if raw.family in (socket.AF_INET, socket.AF_INET6):
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ssl is not None:
+                    raw.settimeout(remaining(deadline))
+                    sock = self.ssl.wrap_socket(raw, server_side=True)
+                connection = self._connection(sock)
+                opened = connection._handshake(deadline)
+            except OSError as exc:  # TimeoutError and ssl.SSLError included
+                self.logger.info("opening handshake failed: %s", exc)
+                sock.close()
+                return
+            finally:
+                with self._lock:
+                    self._handshaking.discard(raw)
+            if not opened:
+                sock.close()
+                return
+            sock.settimeout(None)
+            with self._lock:
+                shutting_down = self._shutdown
+                if not shutting_down:
+                    self.connections.add(connection)
+            connection._start("wskit-reader")
+            if shutting_down:
+                connection.close(1001, "server shutting down")
+                return
+            self._run_handler(connection)
+        finally:
+            with self._lock:
+                if connection is not None:
+                    self.connections.discard(connection)
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _connection(self, sock: socket.socket) -> WebSocketServerConnection:
+        core = CoreServerConnection(
+            extensions=self.extensions,
+            subprotocols=self.subprotocols,
+            limits=self.limits,
+            fragment_size=self.fragment_size,
+        )
+        return WebSocketServerConnection(self, sock, core, **self.connection_kwargs)
+
+    def _run_handler(self, connection: WebSocketServerConnection) -> None:
+        """Run the handler; close with 1000 when it returns, 1011 if it fails."""
+        code = 1000
+        try:
+            self.handler(connection)
+        except ConnectionClosed as exc:
+            if connection.state is State.OPEN:
+                # Another connection the handler used closed, not this one: a handler error.
+                self.logger.exception("connection handler failed")
+                code = 1011
+            else:
+                self.logger.debug("connection handler ended: %s", exc)
+        except Exception:
+            self.logger.exception("connection handler failed")
+            code = 1011
+        connection.close(code)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every connection with 1001 (going away) and wait for their
+        threads (at most ``timeout`` seconds; None: as long as the close timeouts allow)."""
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            connections = list(self.connections)
+            handshaking = list(self._handshaking)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        for sock in handshaking:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for connection in connections:
+            threading.Thread(
+                target=connection.close, args=(1001, "server shutting down"), daemon=True
+            ).start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._idle.wait(left)
+        if self._serving:
+            self._served.wait(1.0)  # serve_forever() is on its way out
+        self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    unix_path: str | None = None,
+    process_request: ProcessRequest | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    extra_headers: HeadersLike | None = None,
+    compression: str | Sequence[ServerExtensionFactory] | None = "deflate",
+    ssl: ssl_module.SSLContext | None = None,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+    limits: Limits | None = None,
+    fragment_size: int | None = None,
+    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+    read_size: int = READ_SIZE,
+    backlog: int = 128,
+    logger: logging.Logger | None = None,
+    thread_class: Callable[..., ThreadLike] | None = None,
+    event_class: Callable[[], EventLike] | None = None,
+    selector_class: Callable[[], selectors.BaseSelector] | None = None,
+) -> Server:
+    """Listen on ``host:port`` and return the :class:`Server`; ``handler(connection)`` runs
+    in a thread of its own for each connection.
+
+    ``with serve(handler, "127.0.0.1", 8765) as server: server.serve_forever()``; another
+    thread (or a signal handler) calls ``server.shutdown()``. When the handler returns the
+    connection is closed with 1000; if it raises, with 1011 (logged under ``wskit.server``).
+
+    The options are :func:`wskit.asyncio.serve`'s (``process_request`` and
+    ``select_subprotocol`` are plain functions here), plus: ``max_connections`` bounds the
+    connections served at once (more get HTTP 503); ``sock`` is a listening socket to use;
+    ``thread_class``, ``event_class`` and ``selector_class`` replace ``threading.Thread``,
+    ``threading.Event`` and ``selectors.DefaultSelector`` (green threads).
+    """
+    if limits is None:
+        limits = Limits.for_size(max_size, max_fragments=max_fragments)
+    if sock is None:
+        if unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if os.path.exists(unix_path):
+                os.unlink(unix_path)
+            sock.bind(unix_path)
+            sock.listen(backlog)
+        else:
+            sock = socket.create_server((host or "", port or 0), backlog=backlog)
+    sock.setblocking(False)
+    return Server(
+        handler,
+        sock,
+        process_request=process_request,
+        select_subprotocol=select_subprotocol,
+        subprotocols=subprotocols,
+        origins=origins,
+        extra_headers=extra_headers,
+        extensions=extension_factories(
+            compression,
+            functools.partial(ServerPerMessageDeflateFactory, zlib_module=_zlib.module),
+        ),
+        limits=limits,
+        fragment_size=fragment_size,
+        ssl=ssl,
+        open_timeout=open_timeout,
+        max_connections=max_connections,
+        thread_class=thread_class,
+        selector_class=selector_class,
+        connection_kwargs={
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "max_queue": max_queue,
+            "read_size": read_size,
+            "logger": logger or globals()["logger"],
+            "thread_class": thread_class,
+            "event_class": event_class,
+            "selector_class": selector_class,
+        },
+    )

@@ -1,0 +1,698 @@
+"""The threads front end (wskit.sync) over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.sync.conftest import WAIT, running
+from wskit.core import ClientConnection, Request, Response, ServerConnection, State
+from wskit.core.events import Closed, Ping
+from wskit.exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+)
+from wskit.sync import Connection, Server, WebSocketServerConnection, connect, serve
+
+
+def url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def echo(ws: Connection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def raw_client(port: int) -> tuple[ClientConnection, socket.socket]:
+    """A client core over a plain socket, past the opening handshake: the test decides what
+    goes out, and when (or whether) it answers."""
+    core = ClientConnection(f"ws://127.0.0.1:{port}/", extensions=[])
+    core.send_request()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    sock.sendall(b"".join(core.data_to_send()))
+    while core.state is State.CONNECTING:
+        data = sock.recv(65536)
+        assert data, "server closed during the handshake"
+        core.receive_data(data)
+    assert isinstance(core.events()[0], Response)
+    return core, sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes TCP (bounded by the socket's timeout)."""
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_echo_text_binary_large_and_iteration(echo_server: Server) -> None:
+    with connect(url(echo_server)) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=WAIT) == "hello"
+        ws.send(b"\x00\x01")
+        assert ws.recv(timeout=WAIT) == b"\x00\x01"
+        big = os.urandom(1 << 20)
+        ws.send(big)
+        assert ws.recv(timeout=WAIT) == big
+        ws.send(bytearray(b"ba"))
+        ws.send(memoryview(b"mv"))
+        assert [ws.recv(timeout=WAIT), ws.recv(timeout=WAIT)] == [b"ba", b"mv"]
+    assert ws.state is State.CLOSED and ws.close_code == 1000
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_compression_on_and_off(compression: str | None) -> None:
+    with (
+        running(echo, compression=compression) as server,
+        connect(url(server), compression=compression) as ws,
+    ):
+        text = '{"key": "value", "n": 12345}' * 1000
+        ws.send(text)
+        assert ws.recv(timeout=WAIT) == text
+        negotiated = ws.response.headers.get("Sec-WebSocket-Extensions")  # type: ignore[union-attr]
+        assert (negotiated is not None) == (compression is not None)
+        stats = ws.statistics()
+        if compression:
+            assert stats.bytes_sent < len(text) // 10
+        else:
+            assert stats.bytes_sent > len(text)
+
+
+def test_fragmented_send_from_iterables(echo_server: Server) -> None:
+    with connect(url(echo_server)) as ws:
+        ws.send(["fra", "gmen", "ted"])
+        assert ws.recv(timeout=WAIT) == "fragmented"
+        ws.send(iter([b"a", b"b"]))
+        assert ws.recv(timeout=WAIT) == b"ab"
+        ws.send([])  # sends nothing
+        with pytest.raises(TypeError):
+            ws.send(["text", b"bytes"])
+        # The connection is still usable: the mixed message was ended, not left open.
+        ws.send("after")
+        assert ws.recv(timeout=WAIT) == "text"
+        assert ws.recv(timeout=WAIT) == "after"
+        with pytest.raises(TypeError):
+            ws.send(42)  # type: ignore[arg-type]
+
+
+def test_iteration_ends_quietly_on_normal_close() -> None:
+    def two_then_close(ws: Connection) -> None:
+        ws.send("one")
+        ws.send("two")
+
+    with running(two_then_close) as server, connect(url(server)) as ws:
+        assert list(ws) == ["one", "two"]
+        assert ws.close_code == 1000
+
+
+# --------------------------------------------------------------------------- recv(timeout)
+
+
+def test_recv_timeout_raises_and_loses_nothing() -> None:
+    go = threading.Event()
+
+    def later(ws: Connection) -> None:
+        go.wait(WAIT)
+        ws.send("late")
+        ws.recv(timeout=WAIT)
+
+    with running(later) as server, connect(url(server)) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0)  # does not block
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.2)
+        assert 0.15 <= time.monotonic() - started < 2
+        go.set()
+        # The message that arrives after a timeout waits for the next call.
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                assert ws.recv(timeout=0) == "late"
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        ws.send("done")
+
+
+def test_two_threads_in_recv_raise_concurrency_error(echo_server: Server) -> None:
+    with connect(url(echo_server)) as ws:
+        errors: list[BaseException] = []
+        entered = threading.Event()
+
+        def first() -> None:
+            entered.set()
+            try:
+                ws.recv(timeout=1.0)
+            except BaseException as exc:  # the timeout
+                errors.append(exc)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        entered.wait(WAIT)
+        time.sleep(0.1)  # the first thread is now waiting inside recv()
+        with pytest.raises(ConcurrencyError):
+            ws.recv(timeout=0)
+        thread.join(WAIT)
+        assert [type(e) for e in errors] == [TimeoutError]
+
+
+def test_send_from_many_threads_at_once_keeps_messages_whole(echo_server: Server) -> None:
+    threads, per_thread = 8, 50
+    with connect(url(echo_server), max_queue=None) as ws:
+
+        def sender(n: int) -> None:
+            for i in range(per_thread):
+                if i % 10 == 0:  # fragmented messages must not interleave either
+                    ws.send([f"{n}:", f"{i}:", "x" * 5000])
+                else:
+                    ws.send(f"{n}:{i}:" + "x" * (100 * i))
+
+        workers = [threading.Thread(target=sender, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        received = [ws.recv(timeout=WAIT) for _ in range(threads * per_thread)]
+        for worker in workers:
+            worker.join(WAIT)
+    by_thread: dict[str, list[int]] = {}
+    for message in received:
+        assert isinstance(message, str)
+        n, i, rest = message.split(":")
+        expected = 5000 if int(i) % 10 == 0 else 100 * int(i)
+        assert rest == "x" * expected
+        by_thread.setdefault(n, []).append(int(i))
+    # Each thread's messages arrive whole and in the order that thread sent them.
+    assert by_thread == {str(n): list(range(per_thread)) for n in range(threads)}
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def test_close_codes_and_reasons_both_ways() -> None:
+    seen: list[tuple[int | None, str | None]] = []
+
+    def closer(ws: Connection) -> None:
+        if ws.recv(timeout=WAIT) == "close please":
+            ws.close(4001, "server says bye")
+        else:
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=WAIT)
+            seen.append((ws.close_code, ws.close_reason))
+
+    with running(closer) as server:
+        with connect(url(server)) as ws:
+            ws.send("close please")
+            # Codes other than 1000, 1001 and 1005 end a connection with an error.
+            with pytest.raises(ConnectionClosedError) as info:
+                ws.recv(timeout=WAIT)
+            assert (info.value.code, info.value.reason) == (4001, "server says bye")
+        with connect(url(server)) as ws2:
+            ws2.send("wait")
+            ws2.close(4002, "client says bye")
+            # What the client received: the server's echo of its code.
+            assert (ws2.close_code, ws2.close_reason) == (4002, "")
+            with pytest.raises(ConnectionClosed):
+                ws2.send("after close")
+        with connect(url(server)) as ws3:
+            ws3.send("wait")
+        assert ws3.close_code == 1000  # the context manager closes normally
+    assert seen == [(4002, "client says bye"), (1000, "")]
+
+
+def test_close_gives_up_on_a_silent_peer_after_close_timeout() -> None:
+    with running(echo, close_timeout=0.2) as server:
+        _core, sock = raw_client(server.port)
+        deadline = time.monotonic() + WAIT
+        while not server.connections:  # registered right after its 101 was written
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (conn,) = server.connections
+        started = time.monotonic()
+        conn.close(1000)  # the raw client never answers the Close frame
+        assert time.monotonic() - started < 3
+        assert read_until_closed(sock).startswith(b"\x88")
+        sock.close()
+
+
+def test_handler_error_closes_with_1011_and_server_survives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(ws: Connection) -> None:
+        raise RuntimeError("handler bug")
+
+    with caplog.at_level(logging.ERROR, logger="wskit"), running(broken) as server:
+        for _ in range(2):
+            with connect(url(server)) as ws:
+                with pytest.raises(ConnectionClosedError) as info:
+                    ws.recv(timeout=WAIT)
+                assert info.value.code == 1011
+    assert "connection handler failed" in caplog.text
+
+
+def test_shutdown_sends_1001_to_every_client(echo_server: Server) -> None:
+    clients = [connect(url(echo_server)) for _ in range(3)]
+    for ws in clients:
+        ws.send("hi")
+        assert ws.recv(timeout=WAIT) == "hi"
+    assert len(echo_server.connections) == 3
+    echo_server.shutdown(timeout=WAIT)
+    for ws in clients:
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=WAIT)
+        assert info.value.code == 1001
+        ws.close()
+
+
+def test_send_after_close_raises_connection_closed(echo_server: Server) -> None:
+    ws = connect(url(echo_server))
+    ws.close()
+    with pytest.raises(ConnectionClosed):
+        ws.send("too late")
+    with pytest.raises(ConnectionClosed):
+        ws.ping()
+
+
+# --------------------------------------------------------------------------- pings
+
+
+def test_ping_returns_round_trip_time(echo_server: Server) -> None:
+    with connect(url(echo_server)) as ws:
+        rtt = ws.ping(b"abc").result(timeout=WAIT)
+        assert 0 <= rtt < 5 and ws.latency == rtt
+
+
+def test_unanswered_pings_fail_when_the_connection_closes() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def deaf_server() -> None:
+        """Completes the handshake, then reads without answering, until the client leaves."""
+        sock, _ = listener.accept()
+        core = ServerConnection()
+        while core.request is None:
+            core.receive_data(sock.recv(65536))
+        core.send_response(core.accept(core.events()[0]))  # type: ignore[arg-type]
+        sock.sendall(b"".join(core.data_to_send()))
+        sock.settimeout(WAIT)
+        while sock.recv(65536):
+            pass
+        sock.close()
+
+    thread = threading.Thread(target=deaf_server)
+    thread.start()
+    try:
+        ws = connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=0.2)
+        waiter = ws.ping(b"dup")
+        with pytest.raises(ConcurrencyError):
+            ws.ping(b"dup")
+        other = ws.ping()
+        ws.close()
+        # Closing fails every unanswered ping: no future is left hanging.
+        for future in (waiter, other):
+            with pytest.raises(ConnectionClosed):
+                future.result(timeout=WAIT)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+
+
+def test_keepalive_fails_a_silent_peer_with_1011() -> None:
+    closed: list[int | None] = []
+
+    def handler(ws: Connection) -> None:
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=WAIT)
+        closed.append(ws.close_code)
+
+    with running(handler, ping_interval=0.1, ping_timeout=0.1) as server:
+        core, sock = raw_client(server.port)  # never reads, never answers
+        core.receive_data(read_until_closed(sock))
+        events = core.events()
+        assert any(isinstance(e, Ping) for e in events)
+        assert isinstance(events[-1], Closed) and events[-1].code == 1011
+        sock.close()
+    assert closed == [1006]
+
+
+def test_keepalive_keeps_an_answering_peer() -> None:
+    with (
+        running(echo, ping_interval=0.05, ping_timeout=0.05) as server,
+        connect(url(server), ping_interval=None) as ws,
+    ):
+        time.sleep(0.4)
+        ws.send("still here")
+        assert ws.recv(timeout=WAIT) == "still here"
+
+
+# --------------------------------------------------------------------------- limits and bad input
+
+
+def test_message_over_max_size_closes_with_1009() -> None:
+    closed: list[int | None] = []
+
+    def handler(ws: Connection) -> None:
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=WAIT)
+        closed.append(ws.close_code)
+
+    with running(handler, max_size=1000) as server, connect(url(server)) as ws:
+        ws.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)
+        assert info.value.code == 1009
+    assert closed == [1006]  # the server failed the connection: it received no Close frame
+
+
+def test_protocol_violation_closes_with_1002() -> None:
+    with running(echo) as server:
+        core, sock = raw_client(server.port)
+        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
+        core.receive_data(read_until_closed(sock))
+        (event,) = core.events()
+        assert isinstance(event, Closed) and event.code == 1002
+        sock.close()
+
+
+def test_max_queue_applies_backpressure() -> None:
+    release = threading.Event()
+    received: list[Any] = []
+    seen_queued: list[int] = []
+
+    def slow(ws: WebSocketServerConnection) -> None:
+        release.wait(WAIT)
+        seen_queued.append(ws.statistics().messages_queued)
+        received.extend(ws)
+
+    message = b"x" * 65536
+    with (
+        running(slow, max_queue=2, compression=None) as server,
+        connect(url(server), compression=None) as ws,
+    ):
+        sent = 0
+
+        def flood() -> None:
+            nonlocal sent
+            for _ in range(300):
+                ws.send(message)
+                sent += 1
+
+        thread = threading.Thread(target=flood)
+        thread.start()
+        time.sleep(0.5)
+        # The server stopped reading, so TCP buffers filled and send() now blocks.
+        assert thread.is_alive() and sent < 300
+        release.set()
+        thread.join(WAIT)
+        assert sent == 300
+    # Reading paused at max_queue; one read (64 KiB) may have parsed one more.
+    assert 2 <= seen_queued[0] <= 3
+    assert len(received) == 300
+
+
+def test_silent_client_is_dropped_after_open_timeout() -> None:
+    with running(echo, open_timeout=0.2) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # closed without an answer
+        assert time.monotonic() - started < 3
+        sock.close()
+
+
+def test_connect_times_out_on_a_silent_server() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        with pytest.raises(TimeoutError):
+            connect(f"ws://127.0.0.1:{port}/", open_timeout=0.2)
+    finally:
+        listener.close()
+
+
+def test_bad_requests_get_http_errors() -> None:
+    upgrade = (
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {v}\r\n\r\n"
+    )
+    with running(echo) as server:
+        for request, status in (
+            (upgrade.format(v=8), b"426"),
+            ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+            ("GET / HTTP/1.1\r\n" + "X: y\r\n" * 10000, b"431"),
+        ):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+            with contextlib.suppress(OSError):  # the server may close before the head is sent
+                sock.sendall(request.encode())
+            answer = read_until_closed(sock)
+            assert answer.split(b" ")[1] == status, answer[:80]
+            sock.close()
+
+
+def test_max_connections_answers_503() -> None:
+    release = threading.Event()
+
+    def hold(ws: Connection) -> None:
+        release.wait(WAIT)
+
+    with running(hold, max_connections=2) as server:
+        first, second = connect(url(server)), connect(url(server))
+        with pytest.raises(InvalidStatus) as info:
+            connect(url(server))
+        assert info.value.response.status == 503
+        release.set()
+        first.close()
+        second.close()
+        # Slots come back once connections end.
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                connect(url(server)).close()
+                break
+            except InvalidStatus:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+def test_request_process_request_and_origins() -> None:
+    seen: list[Request] = []
+
+    def handler(ws: WebSocketServerConnection) -> None:
+        seen.append(ws.request)
+        ws.send(ws.request.target)
+
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        if request.path == "/health":
+            return ws.respond(200, "ok\n")
+        if request.headers.get("Authorization") != "Bearer token":
+            return ws.respond(401)
+        return None
+
+    with running(
+        handler, process_request=process_request, origins=["https://good.example", None]
+    ) as server:
+        with pytest.raises(InvalidStatus) as info:
+            connect(url(server, "/health"))
+        assert info.value.response.status == 200 and info.value.response.body == b"ok\n"
+        with pytest.raises(InvalidStatus) as info:
+            connect(url(server, "/chat"))
+        assert info.value.response.status == 401
+        auth = {"Authorization": "Bearer token"}
+        with pytest.raises(InvalidStatus) as info:
+            connect(url(server, "/chat"), extra_headers=auth, origin="https://evil.example")
+        assert info.value.response.status == 403
+        with connect(url(server, "/chat?x=1"), extra_headers=auth) as ws:
+            assert ws.recv(timeout=WAIT) == "/chat?x=1"
+    assert seen[0].remote_address is not None
+
+
+def test_process_request_error_answers_500(caplog: pytest.LogCaptureFixture) -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+        raise RuntimeError("bug in the hook")
+
+    with (
+        caplog.at_level(logging.ERROR, logger="wskit"),
+        running(echo, process_request=process_request) as server,
+        pytest.raises(InvalidStatus) as info,
+    ):
+        connect(url(server))
+    assert info.value.response.status == 500
+    assert "opening handshake failed" in caplog.text
+
+
+def test_subprotocol_negotiation() -> None:
+    def handler(ws: Connection) -> None:
+        ws.send(str(ws.subprotocol))
+
+    with running(handler, subprotocols=["chat", "superchat"]) as server:
+        with connect(url(server), subprotocols=["superchat", "chat"]) as ws:
+            assert ws.subprotocol == "superchat" and ws.recv(timeout=WAIT) == "superchat"
+        with connect(url(server), subprotocols=["other"]) as ws:
+            assert ws.subprotocol is None and ws.recv(timeout=WAIT) == "None"
+
+    def last(ws: WebSocketServerConnection, offered: Any) -> str | None:
+        return offered[-1] if offered else None
+
+    with (
+        running(handler, select_subprotocol=last) as server,
+        connect(url(server), subprotocols=["a", "b"]) as ws,
+    ):
+        assert ws.subprotocol == "b"
+
+
+def test_connect_to_a_non_websocket_server_fails_clearly() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        sock, _ = listener.accept()
+        sock.recv(65536)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        sock.close()
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/")
+        assert info.value.response.status == 200
+        assert isinstance(info.value, InvalidHandshake)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+
+
+def test_messages_right_behind_the_handshake_are_delivered() -> None:
+    """A server that sends a message in the same write as its 101: the client's handshake
+    reader leaves it in the core for the reader thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def server() -> None:
+        sock, _ = listener.accept()
+        core = ServerConnection()
+        while core.request is None:
+            core.receive_data(sock.recv(65536))
+        core.send_response(core.accept(core.events()[0]))  # type: ignore[arg-type]
+        core.send_text("first")
+        sock.sendall(b"".join(core.data_to_send()))
+        sock.recv(65536)
+        sock.close()
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=0.5) as ws:
+            assert ws.recv(timeout=WAIT) == "first"
+    finally:
+        thread.join(WAIT)
+        listener.close()
+
+
+# --------------------------------------------------------------------------- transports
+
+
+def test_unix_socket() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ws.sock")
+        server = serve(echo, unix_path=path, ping_interval=None)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with connect("ws://localhost/", unix_path=path) as ws:
+                ws.send("over unix")
+                assert ws.recv(timeout=WAIT) == "over unix"
+            assert server.port == 0
+        finally:
+            server.shutdown(timeout=WAIT)
+            thread.join(WAIT)
+
+
+def test_tls() -> None:
+    import trustme  # the [test] extra: missing means failing, not skipping
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with running(echo, ssl=server_ctx) as server:
+        with connect(f"wss://localhost:{server.port}/", ssl=client_ctx) as ws:
+            big = os.urandom(300_000)
+            ws.send(big)
+            assert ws.recv(timeout=WAIT) == big
+            ws.send("secure")
+            assert ws.recv(timeout=WAIT) == "secure"
+        with pytest.raises(ssl.SSLError):
+            connect(f"wss://localhost:{server.port}/")  # untrusted certificate
+
+
+def test_injected_thread_event_and_selector_classes() -> None:
+    made: dict[str, int] = {"thread": 0, "event": 0, "selector": 0}
+
+    def thread_class(**kwargs: Any) -> threading.Thread:
+        made["thread"] += 1
+        return threading.Thread(**kwargs)
+
+    def event_class() -> threading.Event:
+        made["event"] += 1
+        return threading.Event()
+
+    def selector_class() -> Any:
+        made["selector"] += 1
+        import selectors
+
+        return selectors.SelectSelector()
+
+    classes = {
+        "thread_class": thread_class,
+        "event_class": event_class,
+        "selector_class": selector_class,
+    }
+    with running(echo, **classes) as server, connect(url(server), **classes) as ws:
+        ws.send("injected")
+        assert ws.recv(timeout=WAIT) == "injected"
+    # Server: the connection thread and its reader; client: its reader. Events and
+    # selectors for each connection and for the server's accept loop.
+    assert made["thread"] == 3
+    assert made["event"] >= 6 and made["selector"] >= 3
+
+
+def test_serve_on_a_given_socket_and_statistics() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = serve(echo, sock=listener, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", compression=None) as ws:
+            before = ws.statistics()  # the handshake's bytes count too
+            ws.send("x" * 10)
+            ws.recv(timeout=WAIT)
+            stats = ws.statistics()
+            assert (stats.messages_sent, stats.messages_received) == (1, 1)
+            assert stats.bytes_sent - before.bytes_sent == 2 + 4 + 10
+            assert stats.bytes_received - before.bytes_received == 2 + 10
+            assert stats.messages_queued == 0 and stats.write_buffer_size == 0
+            assert ws.remote_address[1] == listener.getsockname()[1]
+            assert ws.local_address is not None
+    finally:
+        server.shutdown(timeout=WAIT)
+        thread.join(WAIT)
+    assert ws.remote_address is None  # the socket is closed
