@@ -133,10 +133,59 @@ def run_asyncio(settings: Settings) -> int:
     return asyncio.run(_asyncio_main(settings))
 
 
-# Front end name -> runner. A runner imports its own front end, so adding "trio" or "sync"
-# here never makes the other runners depend on it.
+# --- sync (threads) ---------------------------------------------------------------------------
+
+
+def _sync_connect(settings: Settings, url: str) -> Any:
+    import wskit.sync  # noqa: PLC0415
+
+    return wskit.sync.connect(
+        url,
+        compression="deflate",
+        max_size=settings.max_size,
+        max_fragments=settings.max_fragments,
+        ping_interval=None,
+    )
+
+
+def run_sync(settings: Settings) -> int:
+    """Run every case with ``wskit.sync.connect``; a ``recv`` waiting longer than
+    :data:`CASE_TIMEOUT` counts as a hung case."""
+    with _sync_connect(settings, settings.case_count_url()) as ws:
+        message = ws.recv(timeout=CASE_TIMEOUT)
+    count = int(message.decode() if isinstance(message, bytes) else message)
+    _log(f"{count} cases at {settings.url}, agent {settings.agent}")
+
+    errors = hangs = 0
+    for case in range(1, count + 1):
+        try:
+            with _sync_connect(settings, settings.case_url(case)) as ws:
+                while True:
+                    ws.send(ws.recv(timeout=CASE_TIMEOUT))
+        except TimeoutError:
+            hangs += 1
+            _log(f"case {case}: still running after {CASE_TIMEOUT:.0f} s; abandoned")
+        except WebSocketError as exc:  # ConnectionClosedOK ends every case
+            if exc.__class__.__name__ != "ConnectionClosedOK":
+                errors += 1
+                if settings.verbose:
+                    _log(f"case {case}: {type(exc).__name__}: {exc}")
+        except OSError as exc:
+            errors += 1
+            if settings.verbose:
+                _log(f"case {case}: {type(exc).__name__}: {exc}")
+
+    with _sync_connect(settings, settings.update_reports_url()) as ws:
+        for _ in ws:  # the server closes once the report is written
+            pass
+    return _report(count, errors, hangs)
+
+
+# Front end name -> runner. A runner imports its own front end, so adding "trio" here never
+# makes the other runners depend on it.
 RUNNERS: dict[str, Callable[[Settings], int]] = {
     "asyncio": run_asyncio,
+    "sync": run_sync,
 }
 
 

@@ -510,6 +510,42 @@ def test_sansio_echo_answers_a_plain_http_request_with_an_error() -> None:
 # -- all of them -------------------------------------------------------------------------------
 
 
+# -- threads (wskit.sync) ----------------------------------------------------------------------
+
+
+def test_sync_echo_server_echoes_and_says_1001_on_sigterm() -> None:
+    import wskit.sync
+
+    with running("sync_echo_server.py") as server:
+        ws = wskit.sync.connect(server.uri)
+        for message in ("hello", b"\x00\xff binary", "x" * 100_000):
+            ws.send(message)
+            assert ws.recv(timeout=TIMEOUT) == message
+        server.process.terminate()  # SIGTERM: the server closes every connection with 1001
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1001
+        ws.close()
+        assert server.process.wait(TIMEOUT) == 0  # it stopped by itself, cleanly
+    assert_quiet(server)
+
+
+def test_sync_client_prints_replies_and_reports_slow_ones() -> None:
+    async def replier(ws: WebSocketServerConnection) -> None:
+        async for message in ws:
+            if message == "slow":
+                await asyncio.sleep(1.5)  # longer than the client's recv(timeout=1.0)
+            await ws.send(f"got {message}")
+
+    async def main() -> str:
+        async with serve(replier, "127.0.0.1", 0) as server:
+            return await run_client_example("sync_client.py", server.port, stdin="one\nslow\ntwo\n")
+
+    out = run(main())
+    # The late reply is not lost: it is the next one printed.
+    assert out.splitlines() == ["< got one", "(no reply within a second)", "< got slow"]
+
+
 def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     for path in sorted(EXAMPLES.iterdir()):

@@ -4,6 +4,8 @@
   (echoes every message) and ``/time`` (pushes the time every second), on 127.0.0.1:8765.
 * ``python -m wskit serve --echo`` echoes every message on every path, with permessage-deflate
   and a settable ``--max-size``: the server used by the conformance and interop tests.
+* ``--front-end sync`` serves either with the threads front end (:mod:`wskit.sync`) instead
+  of asyncio.
 * ``python -m wskit connect URL`` sends each line typed and prints what comes back; Ctrl-D
   closes the connection with 1000.
 """
@@ -17,9 +19,12 @@ import datetime
 import logging
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from importlib import resources
 
+import wskit.sync
 from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
 from wskit.core.events import Request, Response
 from wskit.core.headers import Headers
@@ -65,7 +70,31 @@ async def demo_handler(ws: Connection) -> None:
         await echo(ws)
 
 
-def demo_process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
+def sync_echo(ws: wskit.sync.Connection) -> None:
+    """:func:`echo` for the threads front end."""
+    for message in ws:
+        ws.send(message)
+
+
+def sync_demo_handler(ws: wskit.sync.WebSocketServerConnection) -> None:
+    """:func:`demo_handler` for the threads front end."""
+    if ws.request.path != "/time":
+        sync_echo(ws)
+        return
+    while True:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        try:
+            ws.send(now.isoformat(timespec="seconds"))
+            ws.recv(timeout=TIME_PERIOD)  # messages on /time are ignored
+        except TimeoutError:
+            continue
+        except ConnectionClosed:
+            return
+
+
+def demo_process_request(
+    ws: WebSocketServerConnection | wskit.sync.WebSocketServerConnection, request: Request
+) -> Response | None:
     """Serve the page at ``/``, 404 for unknown paths, WebSocket upgrades elsewhere."""
     path = request.path
     if path in ("/echo", "/time") and "websocket" in (request.headers.get("Upgrade") or "").lower():
@@ -111,6 +140,39 @@ async def run_server(args: argparse.Namespace) -> None:
     print(f"wskit {what} on http://{args.host}:{server.port}/", flush=True)
     async with server:
         await stop
+
+
+class _Stop(Exception):
+    """SIGTERM: leave serve_forever() as Ctrl-C does."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def run_sync_server(args: argparse.Namespace) -> None:
+    server = wskit.sync.serve(
+        sync_echo if args.echo else sync_demo_handler,
+        args.host,
+        args.port,
+        process_request=None if args.echo else demo_process_request,
+        compression=None if args.no_compression else "deflate",
+        max_size=args.max_size,
+        max_fragments=args.max_fragments,
+        ping_interval=None if args.no_ping else 20.0,
+    )
+    what = "echo server" if args.echo else "demo server"
+    print(f"wskit {what} (threads) on http://{args.host}:{server.port}/", flush=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        started = time.monotonic()
+        server.shutdown(timeout=10.0)
+        logging.getLogger("wskit.server").debug("shut down in %.2f s", time.monotonic() - started)
 
 
 async def run_client(args: argparse.Namespace) -> int:
@@ -169,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default=DEFAULT_HOST)
     server.add_argument("--port", type=int, default=DEFAULT_PORT)
     server.add_argument("--echo", action="store_true", help="echo every message on every path")
+    server.add_argument(
+        "--front-end",
+        choices=("asyncio", "sync"),
+        default="asyncio",
+        help="asyncio (the default) or sync (threads)",
+    )
     client = sub.add_parser("connect", help="an interactive client")
     client.add_argument("url")
     client.add_argument("--header", action="append", default=[], help="'Name: value' (repeat)")
@@ -192,7 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
-            asyncio.run(run_server(args))
+            if args.front_end == "sync":
+                run_sync_server(args)
+            else:
+                asyncio.run(run_server(args))
             return 0
         return asyncio.run(run_client(args))
     except KeyboardInterrupt:

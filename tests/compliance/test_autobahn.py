@@ -1,10 +1,17 @@
-"""Autobahn|Testsuite conformance: wskit's asyncio server and client against wstest.
+"""Autobahn|Testsuite conformance: wskit's servers and clients against wstest.
 
-Two slow tests (marked ``autobahn``; all 517 cases take several minutes per mode):
+Slow tests (marked ``autobahn``; all 517 cases take several minutes per mode), one pair per
+front end (asyncio, sync):
 
-* server mode: ``python -m wskit serve --echo`` on a free loopback port, tested by
-  ``fuzzingclient.sh``;
-* client mode: ``fuzzingserver.sh`` runs ``compliance/autobahn_client.py`` against wstest.
+* server mode: ``python -m wskit serve --echo --front-end F`` on a free loopback port, tested
+  by ``fuzzingclient.sh``;
+* client mode: ``fuzzingserver.sh`` runs ``compliance/autobahn_client.py --front-end F``
+  against wstest.
+
+The asyncio front end runs every case. The others run every case but the compression ones
+(12.*, 13.*: most of a run's time, and the same core and permessage-deflate code as asyncio's)
+unless ``WSKIT_AUTOBAHN_FULL=1``, which runs the full matrix for every front end (the
+documented command in compliance/README.md).
 
 Both read the report (``index.json``) themselves and require: no failed case (the definition of
 shared/conformance/README.md: a behaviour other than OK / NON-STRICT / INFORMATIONAL /
@@ -15,8 +22,9 @@ wstest always rates INFORMATIONAL and those listed with a reason in :data:`ALLOW
 
 Environment:
 
-* ``WSKIT_AUTOBAHN_CASES``: case patterns for wstest (default ``*``, every case), e.g.
-  ``"*,-12.*,-13.*"`` for a quick loop without the compression cases.
+* ``WSKIT_AUTOBAHN_CASES``: case patterns for wstest for every front end (default: see
+  above), e.g. ``"*,-12.*,-13.*"`` for a quick loop without the compression cases.
+* ``WSKIT_AUTOBAHN_FULL=1``: every case for every front end.
 * ``WSKIT_AUTOBAHN=0``: skip both tests (a deliberate opt-out; nothing else skips them: a
   missing wstest install fails, with the command that installs it).
 * ``WSKIT_CONFORMANCE_DIR``: the shared conformance scripts (default ``../shared/conformance``
@@ -61,8 +69,12 @@ TEST_LIMIT = 1800
 RUN_LIMIT = 1500
 SERVER_START_TIMEOUT = 30.0
 
-SERVER_AGENT = "wskit-asyncio-server"
-CLIENT_AGENT = "wskit-asyncio-client"
+#: The front ends under test; each has a server (``--front-end`` of ``python -m wskit serve``)
+#: and a client runner in compliance/autobahn_client.py.
+FRONT_ENDS = ("asyncio", "sync")
+#: Front ends that run every case in a default run; the others skip QUICK_EXCLUDED.
+FULL_BY_DEFAULT = frozenset({"asyncio"})
+QUICK_CASES = "*,-12.*,-13.*"
 
 # Cases whose behaviour is not OK in wskit, each with the reason it is acceptable (see
 # compliance/README.md, "Cases that are not OK"). Filled in from the first full run.
@@ -162,7 +174,11 @@ class Setup:
     cases: str
 
 
-def _setup() -> Setup:
+def _agent(front_end: str, mode: str) -> str:
+    return f"wskit-{front_end}-{mode}"
+
+
+def _setup(front_end: str) -> Setup:
     """Locate the conformance scripts and wstest; fail (never skip) when either is missing."""
     conformance = Path(
         os.environ.get("WSKIT_CONFORMANCE_DIR") or REPO.parent / "shared" / "conformance"
@@ -195,7 +211,10 @@ def _setup() -> Setup:
     env.setdefault("AUTOBAHN_PYTHON3", sys.executable)  # runs the scripts' small helpers
     # The code under test is this checkout's, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    cases = os.environ.get("WSKIT_AUTOBAHN_CASES") or "*"
+    cases = os.environ.get("WSKIT_AUTOBAHN_CASES")
+    if not cases:
+        full = front_end in FULL_BY_DEFAULT or os.environ.get("WSKIT_AUTOBAHN_FULL") == "1"
+        cases = "*" if full else QUICK_CASES
     return Setup(conformance, venv, env, cases)
 
 
@@ -260,11 +279,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _echo_server(setup: Setup, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def _echo_server(
+    setup: Setup, front_end: str, log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``python -m wskit serve --echo`` on a free loopback port, until the block ends."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "wskit", "serve", "--echo",
+        sys.executable, "-m", "wskit", "serve", "--echo", "--front-end", front_end,
         "--host", "127.0.0.1", "--port", str(port),
         "--max-size", str(MAX_SIZE), "--max-fragments", str(MAX_FRAGMENTS),
         "--no-ping",
@@ -353,14 +374,16 @@ skip_on_request = pytest.mark.skipif(
 @pytest.mark.autobahn
 @pytest.mark.timeout(TEST_LIMIT)
 @skip_on_request
-def test_asyncio_server(tmp_path: Path, summary_note: Callable[[str], None]) -> None:
-    setup = _setup()
-    outdir = _report_dir(tmp_path, "server")
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_server(front_end: str, tmp_path: Path, summary_note: Callable[[str], None]) -> None:
+    setup = _setup(front_end)
+    outdir = _report_dir(tmp_path, f"{front_end}-server")
     run_log = outdir / "fuzzingclient.sh.log"
     problems = []
-    with _echo_server(setup, outdir / "server.log") as (server, port):
+    agent = _agent(front_end, "server")
+    with _echo_server(setup, front_end, outdir / "server.log") as (server, port):
         args = [
-            "-a", SERVER_AGENT, "-o", str(outdir), "-c", setup.cases, "-t", str(RUN_LIMIT),
+            "-a", agent, "-o", str(outdir), "-c", setup.cases, "-t", str(RUN_LIMIT),
             f"127.0.0.1:{port}",
         ]  # fmt: skip
         status = _run_script(setup, "fuzzingclient.sh", args, run_log)
@@ -369,24 +392,26 @@ def test_asyncio_server(tmp_path: Path, summary_note: Callable[[str], None]) -> 
                 f"the echo server exited during the run with status {server.returncode}; "
                 f"its output:\n{_tail(outdir / 'server.log')}"
             )
-    _check_report(outdir, SERVER_AGENT, status, run_log, summary_note, problems=problems)
+    _check_report(outdir, agent, status, run_log, summary_note, problems=problems)
 
 
 @pytest.mark.autobahn
 @pytest.mark.timeout(TEST_LIMIT)
 @skip_on_request
-def test_asyncio_client(tmp_path: Path, summary_note: Callable[[str], None]) -> None:
-    setup = _setup()
-    outdir = _report_dir(tmp_path, "client")
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_client(front_end: str, tmp_path: Path, summary_note: Callable[[str], None]) -> None:
+    setup = _setup(front_end)
+    outdir = _report_dir(tmp_path, f"{front_end}-client")
     run_log = outdir / "fuzzingserver.sh.log"
+    agent = _agent(front_end, "client")
     args = [
-        "-p", "0", "-a", CLIENT_AGENT, "-o", str(outdir), "-c", setup.cases, "-t", str(RUN_LIMIT),
+        "-p", "0", "-a", agent, "-o", str(outdir), "-c", setup.cases, "-t", str(RUN_LIMIT),
         "--", sys.executable, str(REPO / "compliance" / "autobahn_client.py"),
-        "--front-end", "asyncio",
+        "--front-end", front_end,
         "--max-size", str(MAX_SIZE), "--max-fragments", str(MAX_FRAGMENTS),
     ]  # fmt: skip
     status = _run_script(setup, "fuzzingserver.sh", args, run_log)
-    _check_report(outdir, CLIENT_AGENT, status, run_log, summary_note)
+    _check_report(outdir, agent, status, run_log, summary_note)
 
 
 # --- the checks themselves, on made-up reports (fast, not marked autobahn) ---------------------

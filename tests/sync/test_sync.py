@@ -606,6 +606,34 @@ def test_messages_right_behind_the_handshake_are_delivered() -> None:
         listener.close()
 
 
+def test_a_server_that_answers_and_closes_at_once() -> None:
+    """101, a message and a Close frame in one write, then TCP closed (as wstest's
+    getCaseCount does): the handshake succeeded and the message is there for recv()."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def server() -> None:
+        sock, _ = listener.accept()
+        core = ServerConnection()
+        while core.request is None:
+            core.receive_data(sock.recv(65536))
+        core.send_response(core.accept(core.events()[0]))  # type: ignore[arg-type]
+        core.send_text("517")
+        core.send_close(1000)
+        sock.sendall(b"".join(core.data_to_send()))
+        sock.close()
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/") as ws:
+            assert ws.recv(timeout=WAIT) == "517"
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=WAIT)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+
+
 # --------------------------------------------------------------------------- transports
 
 
