@@ -142,7 +142,7 @@ done
 .venv/bin/mypy
 
 # --- 5. the core on the other supported Pythons ---------------------------------------------
-step "5/6 core and asyncio suites on Python ${OTHER_PYTHONS[*]}"
+step "5/6 core, asyncio and threads suites on Python ${OTHER_PYTHONS[*]}"
 if [ "$QUICK" = 1 ]; then
     echo "skipped (WSKIT_QUICK=1)"
 elif [ ! -d tests/core ]; then
@@ -156,14 +156,16 @@ else
         make_venv ".venv-$version" "$python"
         # What these suites need (same bounds as the "test" extra): the core checks its bytes
         # against websockets' and wsproto's sans-I/O layers, and permessage-deflate against
-        # zlib-ng; the asyncio tests use trustme.
+        # zlib-ng; the asyncio and threads tests use trustme, the threads tests gevent and
+        # eventlet.
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
-            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1' 'zlib-ng>=0.5'
+            'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1' 'zlib-ng>=0.5' \
+            'gevent>=24.2' 'eventlet>=0.36'
         echo "Python $version:"
-        # The core, and the asyncio front end whose transports differ between versions (the
-        # browser tests run once, in the main run).
+        # The core, and the front ends whose sockets and transports differ between versions
+        # (the browser tests run once, in the main run).
         ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" \
-            tests/core tests/asyncio tests/test_cli.py tests/test_public_api.py
+            tests/core tests/asyncio tests/sync tests/test_cli.py tests/test_public_api.py
     done
 fi
 

@@ -697,9 +697,10 @@ def test_injected_thread_event_and_selector_classes() -> None:
     with running(echo, **classes) as server, connect(url(server), **classes) as ws:
         ws.send("injected")
         assert ws.recv(timeout=WAIT) == "injected"
-    # Server: the connection thread and its reader; client: its reader. Events and
-    # selectors for each connection and for the server's accept loop.
-    assert made["thread"] == 3
+    # Server: the connection thread and its reader (and a closing thread if shutdown finds
+    # the connection still closing); client: its reader. Events and selectors for each
+    # connection and for the server's accept loop.
+    assert made["thread"] in (3, 4)
     assert made["event"] >= 6 and made["selector"] >= 3
 
 

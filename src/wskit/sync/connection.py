@@ -155,10 +155,15 @@ class Connection:
         #: The round-trip time of the last answered ping, in seconds.
         self.latency: float | None = None
         # The core and everything below are guarded by this lock; re-entrant because a
-        # pong future's callbacks run under it and may send.
+        # pong future's callbacks run under it and may send. It is held briefly and never
+        # across a blocking call: every wait is on an ``event_class()`` instance, so that
+        # green threads without monkey-patching never block their OS thread on a lock.
         self._lock = threading.RLock()
-        self._written = threading.Condition(self._lock)
-        self._send_mutex = threading.Lock()  # held by send() for a whole message
+        self._written = self._event_class()  # set: no thread is writing
+        self._written.set()
+        self._sending = False  # a send() holds the right to send a message
+        self._send_free = self._event_class()  # set: no send() holds it
+        self._send_free.set()
         self._messages: deque[Data] = deque()
         self._message_ready = self._event_class()  # set: a message is queued, or closed
         self._space = self._event_class()  # set: the reader may read (queue below max)
@@ -323,7 +328,8 @@ class Connection:
         """
         # One message at a time: the frames of a fragmented one must not interleave with
         # another's (RFC 6455 5.4); pings, pongs and the Close frame may go between them.
-        with self._send_mutex:
+        self._acquire_send()
+        try:
             if isinstance(message, str):
                 self._call(self.core.send_text, message, True, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
@@ -334,6 +340,23 @@ class Connection:
             else:
                 raise TypeError(f"cannot send {type(message).__name__}")
             self._flush(blocking=True)
+        finally:
+            self._release_send()
+
+    def _acquire_send(self) -> None:
+        """Wait for the right to send a message (a mutex made of the lock and an event)."""
+        while True:
+            with self._lock:
+                if not self._sending:
+                    self._sending = True
+                    return
+                self._send_free.clear()
+            self._send_free.wait()
+
+    def _release_send(self) -> None:
+        with self._lock:
+            self._sending = False
+            self._send_free.set()
 
     def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         core = self.core
@@ -399,22 +422,29 @@ class Connection:
                 raise
 
     def _flush(self, *, blocking: bool) -> None:
-        """Write what the core queued. With ``blocking``, return once it is written (or
-        another thread wrote it); without, leave it to the thread writing now, if any."""
+        """Write what the core queued. With ``blocking``, return once it is written (by this
+        thread or by the one writing already); without, leave it to the thread writing now,
+        if any."""
         with self._lock:
             self._backlog.extend(self.core.data_to_send())
             if self._writing:
-                if blocking:
-                    # The writing thread drains the backlog, ours included, before it stops.
-                    while self._writing:
-                        self._written.wait()
-                    if self._write_error is not None:
-                        raise self._closed_exception()
-                return
-            if not self._backlog:
+                if not blocking:
+                    return
+                wait = True
+            elif not self._backlog:
                 self._shutdown_if_done()
                 return
-            self._writing = True
+            else:
+                wait = False
+                self._writing = True
+                self._written.clear()
+        if wait:
+            # The writing thread drains the backlog, ours included, before it stops.
+            self._written.wait()
+            with self._lock:
+                if self._write_error is not None:
+                    raise self._closed_exception()
+            return
         error: OSError | None = None
         try:
             while True:
@@ -434,7 +464,7 @@ class Connection:
                 if error is not None and self._write_error is None:
                     self._write_error = error
                     self._backlog = []
-                self._written.notify_all()
+                self._written.set()
                 if error is None:
                     self._shutdown_if_done()
         if error is not None:

@@ -169,6 +169,7 @@ class Server:
         open_timeout: float | None,
         max_connections: int | None,
         thread_class: Callable[..., ThreadLike] | None,
+        event_class: Callable[[], EventLike] | None,
         selector_class: Callable[[], selectors.BaseSelector] | None,
         connection_kwargs: dict[str, Any],
     ) -> None:
@@ -191,13 +192,16 @@ class Server:
         self._selector_class = selector_class or selectors.DefaultSelector
         #: The open connections: handshake done, not yet closed (a registry for broadcasts).
         self.connections: set[WebSocketServerConnection] = set()
+        # Held briefly, never across a blocking call (see wskit.sync.connection).
         self._lock = threading.Lock()
+        self._event_class: Callable[[], EventLike] = event_class or threading.Event
         self._active = 0  # connection threads running (handshake included)
-        self._idle = threading.Condition(self._lock)
+        self._idle = self._event_class()  # set: no connection thread runs
+        self._idle.set()
         self._handshaking: set[socket.socket] = set()
         self._shutdown = False
         self._serving = False
-        self._served = threading.Event()
+        self._served = self._event_class()
         self._wake_r, self._wake_w = socket.socketpair()
 
     @property
@@ -238,6 +242,7 @@ class Server:
             else:
                 busy = False
                 self._active += 1
+                self._idle.clear()
         if busy:
             self.logger.warning("too many connections (%d): answered 503", self.max_connections)
             try:
@@ -293,7 +298,8 @@ class Server:
                 if connection is not None:
                     self.connections.discard(connection)
                 self._active -= 1
-                self._idle.notify_all()
+                if not self._active:
+                    self._idle.set()
 
     def _connection(self, sock: socket.socket) -> WebSocketServerConnection:
         core = CoreServerConnection(
@@ -336,16 +342,13 @@ class Server:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         for connection in connections:
-            threading.Thread(
-                target=connection.close, args=(1001, "server shutting down"), daemon=True
+            self._thread_class(
+                target=connection.close,
+                args=(1001, "server shutting down"),
+                daemon=True,
+                name="wskit-shutdown",
             ).start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
-            while self._active:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._idle.wait(left)
+        self._idle.wait(timeout)
         if self._serving:
             self._served.wait(1.0)  # serve_forever() is on its way out
         self.socket.close()
@@ -438,6 +441,7 @@ def serve(
         open_timeout=open_timeout,
         max_connections=max_connections,
         thread_class=thread_class,
+        event_class=event_class,
         selector_class=selector_class,
         connection_kwargs={
             "ping_interval": ping_interval,
