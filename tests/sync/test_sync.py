@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import wskit.sync
 from tests.sync.conftest import WAIT, running
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.events import Closed, Ping
@@ -632,6 +633,85 @@ def test_a_server_that_answers_and_closes_at_once() -> None:
     finally:
         thread.join(WAIT)
         listener.close()
+
+
+def test_accept_on_a_socket_whose_head_was_partly_read() -> None:
+    """accept(sock, head): a socket accepted elsewhere, with the start of the request already
+    read by its owner; the rest is read by accept()."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[Any] = []
+
+    def owner() -> None:
+        sock, _ = listener.accept()
+        head = sock.recv(10)  # the owner read a bit of the request line
+        with wskit.sync.accept(sock, head, subprotocols=["chat"], ping_interval=None) as ws:
+            accepted.append(ws.request.target)
+            ws.send(ws.recv(timeout=WAIT))
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        with connect(f"ws://127.0.0.1:{port}/raw?x=1", subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+            ws.send("through accept()")
+            assert ws.recv(timeout=WAIT) == "through accept()"
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    assert accepted == ["/raw?x=1"]
+
+
+def test_accept_refuses_a_plain_http_request() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    errors: list[BaseException] = []
+
+    def owner() -> None:
+        sock, _ = listener.accept()
+        try:
+            wskit.sync.accept(sock)
+        except InvalidHandshake as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    try:
+        client = socket.create_connection(listener.getsockname(), timeout=WAIT)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_until_closed(client).startswith(b"HTTP/1.1 400 ")
+        client.close()
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    (error,) = errors
+    assert isinstance(error, InvalidHandshake) and error.status == 400
+
+
+def test_accept_with_close_socket_false_leaves_the_socket_to_its_owner() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    owned: list[socket.socket] = []
+
+    def owner() -> None:
+        sock, _ = listener.accept()
+        owned.append(sock)
+        ws = wskit.sync.accept(sock, close_socket=False, ping_interval=None)
+        ws.send(ws.recv(timeout=WAIT))
+        ws.close()
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/") as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=WAIT) == "hi"
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    (sock,) = owned
+    assert sock.fileno() != -1  # shut down, still open: its owner closes it
+    with pytest.raises(OSError):
+        sock.sendall(b"x" * 100_000)
+    sock.close()
 
 
 # --------------------------------------------------------------------------- transports

@@ -11,7 +11,7 @@ from __future__ import annotations
 from wskit.abc import ConnectionStatistics, Data
 from wskit.sync.client import WebSocketClientConnection, connect
 from wskit.sync.connection import Connection
-from wskit.sync.server import Server, WebSocketServerConnection, serve
+from wskit.sync.server import Server, WebSocketServerConnection, accept, serve
 
 __all__ = [
     "Connection",
@@ -20,6 +20,7 @@ __all__ = [
     "Server",
     "WebSocketClientConnection",
     "WebSocketServerConnection",
+    "accept",
     "connect",
     "serve",
 ]

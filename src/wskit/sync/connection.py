@@ -180,6 +180,8 @@ class Connection:
         self._keepalive_mark = -1
         self._ping_outstanding = False
         self._reader: ThreadLike | None = None
+        # False for a socket lent by a web server: shut down at the end, closed by its owner.
+        self._owns_socket = True
         self._done = self._event_class()  # set: the reader thread ended, the socket is closed
 
     # ------------------------------------------------------------------ properties
@@ -720,4 +722,7 @@ class Connection:
             self.socket.shutdown(socket.SHUT_RDWR)
 
     def _close_socket(self) -> None:
-        self.socket.close()
+        if self._owns_socket:
+            self.socket.close()
+        else:
+            self._abort()

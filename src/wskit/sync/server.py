@@ -27,7 +27,7 @@ from wskit.core.extensions import (
 )
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
-from wskit.exceptions import ConnectionClosed
+from wskit.exceptions import ConnectionClosed, InvalidHandshake
 from wskit.sync.connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_OPEN_TIMEOUT",
     "Server",
     "WebSocketServerConnection",
+    "accept",
     "serve",
 ]
 
@@ -154,8 +155,8 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
-        listener: socket.socket,
+        handler: Handler | None,
+        listener: socket.socket | None,
         *,
         process_request: ProcessRequest | None,
         select_subprotocol: SelectSubprotocol | None,
@@ -202,19 +203,26 @@ class Server:
         self._shutdown = False
         self._serving = False
         self._served = self._event_class()
-        self._wake_r, self._wake_w = socket.socketpair()
+        # Wakes serve_forever() for shutdown(); made only by a server that listens.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        if listener is not None:
+            self._wake_r, self._wake_w = socket.socketpair()
 
     @property
     def port(self) -> int:
         """The TCP port the server listens on: handy with ``port=0``; 0 on a Unix socket."""
-        name = self.socket.getsockname()
+        name = self.socket.getsockname() if self.socket is not None else None
         return int(name[1]) if isinstance(name, tuple) else 0
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` (from another thread or a handler)."""
+        if self.socket is None:
+            raise RuntimeError("this server has no listening socket (it came from accept())")
         self._serving = True
         selector = self._selector_class()
         selector.register(self.socket, selectors.EVENT_READ)
+        assert self._wake_r is not None
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._shutdown:
@@ -227,6 +235,7 @@ class Server:
             self._served.set()
 
     def _accept_one(self) -> None:
+        assert self.socket is not None
         try:
             sock, _ = self.socket.accept()
             sock.setblocking(True)
@@ -312,6 +321,7 @@ class Server:
 
     def _run_handler(self, connection: WebSocketServerConnection) -> None:
         """Run the handler; close with 1000 when it returns, 1011 if it fails."""
+        assert self.handler is not None
         code = 1000
         try:
             self.handler(connection)
@@ -337,7 +347,8 @@ class Server:
             connections = list(self.connections)
             handshaking = list(self._handshaking)
         with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+            if self._wake_w is not None:
+                self._wake_w.send(b"x")
         for sock in handshaking:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -351,9 +362,11 @@ class Server:
         self._idle.wait(timeout)
         if self._serving:
             self._served.wait(1.0)  # serve_forever() is on its way out
-        self.socket.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        if self.socket is not None:
+            self.socket.close()
+        for wake in (self._wake_r, self._wake_w):
+            if wake is not None:
+                wake.close()
 
     def __enter__(self) -> Server:
         return self
@@ -411,8 +424,6 @@ def serve(
     ``thread_class``, ``event_class`` and ``selector_class`` replace ``threading.Thread``,
     ``threading.Event`` and ``selectors.DefaultSelector`` (green threads).
     """
-    if limits is None:
-        limits = Limits.for_size(max_size, max_fragments=max_fragments)
     if sock is None:
         if unix_path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -423,7 +434,7 @@ def serve(
         else:
             sock = socket.create_server((host or "", port or 0), backlog=backlog)
     sock.setblocking(False)
-    return Server(
+    return _server(
         handler,
         sock,
         process_request=process_request,
@@ -431,15 +442,140 @@ def serve(
         subprotocols=subprotocols,
         origins=origins,
         extra_headers=extra_headers,
+        compression=compression,
+        ssl=ssl,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_size=max_size,
+        max_fragments=max_fragments,
+        limits=limits,
+        fragment_size=fragment_size,
+        max_queue=max_queue,
+        max_connections=max_connections,
+        read_size=read_size,
+        logger=logger,
+        thread_class=thread_class,
+        event_class=event_class,
+        selector_class=selector_class,
+    )
+
+
+def accept(
+    sock: socket.socket,
+    head: bytes = b"",
+    *,
+    process_request: ProcessRequest | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    extra_headers: HeadersLike | None = None,
+    compression: str | Sequence[ServerExtensionFactory] | None = "deflate",
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+    limits: Limits | None = None,
+    fragment_size: int | None = None,
+    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    read_size: int = READ_SIZE,
+    close_socket: bool = True,
+    logger: logging.Logger | None = None,
+    thread_class: Callable[..., ThreadLike] | None = None,
+    event_class: Callable[[], EventLike] | None = None,
+    selector_class: Callable[[], selectors.BaseSelector] | None = None,
+) -> WebSocketServerConnection:
+    """Run the server side of the opening handshake on a connected socket; return the open
+    connection.
+
+    For a socket accepted elsewhere: a web server that hands over its connection (see
+    :mod:`wskit.integrations.wsgi`), or your own ``socket.accept()``. ``head`` is what was
+    already read from the socket: the request head, or its beginning (the rest is read here,
+    within ``open_timeout``). ``close_socket=False`` leaves the socket open at the end (shut
+    down, not closed) for its owner to close. The other options are :func:`serve`'s.
+
+    Raises :class:`~wskit.exceptions.InvalidHandshake` when the request is not a WebSocket
+    upgrade the server accepts (the HTTP answer, 400, 403, 426, or what ``process_request``
+    returned, was sent), :class:`TimeoutError` or :class:`OSError` when the client does not
+    finish the handshake.
+    """
+    settings = _server(
+        None,
+        None,
+        process_request=process_request,
+        select_subprotocol=select_subprotocol,
+        subprotocols=subprotocols,
+        origins=origins,
+        extra_headers=extra_headers,
+        compression=compression,
+        ssl=None,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_size=max_size,
+        max_fragments=max_fragments,
+        limits=limits,
+        fragment_size=fragment_size,
+        max_queue=max_queue,
+        max_connections=None,
+        read_size=read_size,
+        logger=logger,
+        thread_class=thread_class,
+        event_class=event_class,
+        selector_class=selector_class,
+    )
+    deadline = None if open_timeout is None else time.monotonic() + open_timeout
+    connection = settings._connection(sock)
+    connection._owns_socket = close_socket
+    if head:
+        connection.core.receive_data(head)
+    if not connection._handshake(deadline):
+        cause = connection.core.cause
+        response = connection.core.response
+        status = response.status if response is not None else 400
+        connection._close_socket()
+        if isinstance(cause, InvalidHandshake):
+            raise cause
+        raise InvalidHandshake(f"the handshake was refused with HTTP {status}", status)
+    sock.settimeout(None)
+    connection._start("wskit-reader")
+    return connection
+
+
+def _server(
+    handler: Handler | None,
+    listener: socket.socket | None,
+    *,
+    compression: str | Sequence[ServerExtensionFactory] | None,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    close_timeout: float | None,
+    max_size: int | None,
+    max_fragments: int | None,
+    limits: Limits | None,
+    max_queue: int | None,
+    read_size: int,
+    logger: logging.Logger | None,
+    thread_class: Callable[..., ThreadLike] | None,
+    event_class: Callable[[], EventLike] | None,
+    selector_class: Callable[[], selectors.BaseSelector] | None,
+    **settings: Any,
+) -> Server:
+    """The :class:`Server` behind :func:`serve` and :func:`accept`."""
+    if limits is None:
+        limits = Limits.for_size(max_size, max_fragments=max_fragments)
+    return Server(
+        handler,
+        listener,
         extensions=extension_factories(
             compression,
             functools.partial(ServerPerMessageDeflateFactory, zlib_module=_zlib.module),
         ),
         limits=limits,
-        fragment_size=fragment_size,
-        ssl=ssl,
-        open_timeout=open_timeout,
-        max_connections=max_connections,
         thread_class=thread_class,
         event_class=event_class,
         selector_class=selector_class,
@@ -454,4 +590,5 @@ def serve(
             "event_class": event_class,
             "selector_class": selector_class,
         },
+        **settings,
     )
