@@ -15,6 +15,8 @@ Every exception wskit raises on purpose is one of these (or a standard ``Timeout
     │   ├── ConnectionClosedOK        ... after a normal closing handshake (1000, 1001, 1005)
     │   └── ConnectionClosedError     ... abnormally; ``__cause__`` says why
     ├── ConcurrencyError              (also RuntimeError) two coroutines/threads in recv at once
+    ├── IntegrationError              (also RuntimeError) the host server cannot hand over
+    │                                 its connection (a WSGI server that hides its sockets)
     └── InvalidURI                    (also ValueError) not a ws:// or wss:// URI
 
 The sans-I/O core never raises because of what the peer sent: it records a
@@ -34,6 +36,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "IntegrationError",
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidURI",
@@ -149,6 +152,14 @@ class ConnectionClosedError(ConnectionClosed):
 
 class ConcurrencyError(WebSocketError, RuntimeError):
     """Two coroutines or threads tried to receive from one connection at the same time."""
+
+
+class IntegrationError(WebSocketError, RuntimeError):
+    """The web server a WebSocket route runs in cannot hand its connection over to wskit.
+
+    A WSGI server that does not expose the client's socket in the environ, for example; the
+    message names the servers that do.
+    """
 
 
 class InvalidURI(WebSocketError, ValueError):

@@ -1,0 +1,6 @@
+"""WebSocket routes inside existing web applications, on the same port.
+
+Each module adapts one kind of host and imports that host's framework only inside itself
+(DESIGN rule 3): :mod:`wskit.integrations.wsgi` for WSGI servers (Werkzeug, gunicorn,
+gevent, eventlet).
+"""

@@ -1,0 +1,263 @@
+"""WebSocket routes in a Flask app under real WSGI servers (wskit.integrations.wsgi).
+
+Each server runs tests/integrations/wsgi_app.py in a process of its own on 127.0.0.1; clients
+are wskit's own (wskit.sync) and websockets' (websockets.sync). Per server: text, binary and
+1 MiB messages, compression on and off, a subprotocol, a close code and reason each way, and
+two bad inputs (a message over the route's limit: 1009; a reserved opcode: 1002); plain HTTP
+still served on the same port. And a WSGI server that hides its sockets (wsgiref) gets a clear
+IntegrationError.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import wsgiref.simple_server
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed as PeerClosed
+from websockets.sync.client import connect as peer_connect
+from websockets.typing import Subprotocol
+
+import wskit.sync
+from tests.integrations.wsgi_app import SERVERS
+from wskit.core import ClientConnection, State
+from wskit.core.events import Closed
+from wskit.exceptions import ConnectionClosedError, IntegrationError
+from wskit.integrations.wsgi import accept, request_head
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Seconds for a server to start, and for any one step.
+WAIT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def command(server: str, port: int, scratch: Path) -> list[str]:
+    if server.startswith("gunicorn-"):
+        worker = server.split("-", 1)[1]
+        options = ["--threads", "4"] if worker == "gthread" else []
+        if int(importlib.metadata.version("gunicorn").split(".")[0]) >= 27:
+            # gunicorn 27 opens a control socket, by default in the home directory.
+            options += ["--control-socket", str(scratch / "gunicorn.ctl")]
+        return [
+            sys.executable, "-m", "gunicorn", "-k", worker, *options, "-w", "1",
+            "--timeout", "120", "-b", f"127.0.0.1:{port}", "tests.integrations.wsgi_app:app",
+        ]  # fmt: skip
+    return [sys.executable, "-m", "tests.integrations.wsgi_app", server, str(port)]
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def wsgi_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The app under one server; yields ``127.0.0.1:port``."""
+    server: str = request.param
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
+    )
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"  # eventlet announces its retirement
+    process = subprocess.Popen(
+        command(server, port, tmp_path_factory.mktemp(server)),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{server} exited: {process.stderr.read() if process.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{server} did not listen on {port}"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            _, errors = process.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+    # No view failed: an error inside a WebSocket route is logged with a traceback.
+    assert "Traceback" not in errors, errors
+
+
+def http_get(address: str, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=WAIT) as response:
+        body: bytes = response.read()
+        return body
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_plain_http_on_the_same_port(wsgi_server: str) -> None:
+    assert http_get(wsgi_server, "/") == b"plain HTTP still works\n"
+
+
+def test_wskit_client_messages_compression_and_subprotocol(wsgi_server: str) -> None:
+    big = os.urandom(1 << 20)
+    with wskit.sync.connect(f"ws://{wsgi_server}/echo", subprotocols=["chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        for message in ("hello ✓", b"\x00\xff", big, "x" * 200_000):
+            ws.send(message)
+            assert ws.recv(timeout=WAIT) == message
+        before = ws.statistics().bytes_sent
+        ws.send("compressible " * 10_000)
+        assert ws.recv(timeout=WAIT) == "compressible " * 10_000
+        assert ws.statistics().bytes_sent - before < 5_000
+    with wskit.sync.connect(f"ws://{wsgi_server}/echo-plain") as ws:
+        assert ws.response is not None
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        ws.send(b"uncompressed")
+        assert ws.recv(timeout=WAIT) == b"uncompressed"
+
+
+def test_websockets_client_messages_compression_and_subprotocol(wsgi_server: str) -> None:
+    big = os.urandom(1 << 20)
+    with peer_connect(
+        f"ws://{wsgi_server}/echo", subprotocols=[Subprotocol("chat")], max_size=2 << 20
+    ) as ws:
+        assert ws.subprotocol == "chat"
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        for message in ("hello ✓", b"\x00\xff", big):
+            ws.send(message)
+            assert ws.recv(timeout=WAIT) == message
+    with peer_connect(f"ws://{wsgi_server}/echo-plain", compression=None) as ws:
+        ws.send("plain")
+        assert ws.recv(timeout=WAIT) == "plain"
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def test_close_code_and_reason_from_the_client(wsgi_server: str) -> None:
+    with wskit.sync.connect(f"ws://{wsgi_server}/echo", subprotocols=["chat"]) as ws:
+        ws.send("hi")
+        ws.recv(timeout=WAIT)
+        ws.close(4001, "client says bye")
+    deadline = time.monotonic() + WAIT
+    while json.loads(http_get(wsgi_server, "/last-close")) != {
+        "code": 4001,
+        "reason": "client says bye",
+    }:
+        assert time.monotonic() < deadline, "the route did not see the client's close"
+        time.sleep(0.05)
+
+
+def test_close_code_and_reason_from_the_server(wsgi_server: str) -> None:
+    with wskit.sync.connect(f"ws://{wsgi_server}/closer") as ws:
+        ws.send("4002 server says bye")
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)
+        assert (info.value.code, info.value.reason) == (4002, "server says bye")
+    with peer_connect(f"ws://{wsgi_server}/closer") as peer:
+        peer.send("1001 going away")
+        with pytest.raises(PeerClosed) as peer_info:
+            peer.recv(timeout=WAIT)
+        assert peer_info.value.rcvd is not None
+        assert (peer_info.value.rcvd.code, peer_info.value.rcvd.reason) == (1001, "going away")
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_message_over_the_limit_closes_with_1009(wsgi_server: str) -> None:
+    with wskit.sync.connect(f"ws://{wsgi_server}/echo-plain") as ws:
+        ws.send(b"x" * 100_000)  # the route allows 64 KiB
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)
+        assert info.value.code == 1009
+
+
+def test_protocol_violation_closes_with_1002(wsgi_server: str) -> None:
+    core = ClientConnection(f"ws://{wsgi_server}/echo-plain", extensions=[])
+    core.send_request()
+    host, port = wsgi_server.split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(b"".join(core.data_to_send()))
+        while core.state is State.CONNECTING:
+            core.receive_data(sock.recv(65536))
+        core.events()
+        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
+        while data := sock.recv(65536):
+            core.receive_data(data)
+    closed = [e for e in core.events() if isinstance(e, Closed)]
+    assert closed and closed[0].code == 1002
+
+
+# --------------------------------------------------------------------------- no socket
+
+
+def test_a_server_that_hides_its_sockets_gets_a_clear_error() -> None:
+    errors: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            accept(environ)
+        except IntegrationError as exc:
+            errors.append(exc)
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
+
+    class Quiet(wsgiref.simple_server.WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    try:
+        with pytest.raises(wskit.exceptions.InvalidStatus) as info:
+            wskit.sync.connect(f"ws://127.0.0.1:{server.server_port}/")
+        assert info.value.response.status == 500
+    finally:
+        thread.join(WAIT)
+        server.server_close()
+    (error,) = errors
+    assert "does not hand its connections over" in str(error)
+    assert "werkzeug" in str(error) and "gunicorn" in str(error)
+
+
+def test_request_head_rebuilds_the_request() -> None:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "/app",
+        "PATH_INFO": "/chat room",
+        "QUERY_STRING": "a=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "example.com",
+        "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==",
+        "wsgi.input": None,
+    }
+    head = request_head(environ).decode()
+    assert head.startswith("GET /app/chat%20room?a=1 HTTP/1.1\r\n")
+    assert "Host: example.com\r\n" in head and "Sec-Websocket-Key: dGhl" in head
+    assert head.endswith("\r\n\r\n")
+    assert request_head({**environ, "RAW_URI": "/raw?b=2"}).startswith(b"GET /raw?b=2 ")
+    assert request_head(environ, "HTTP/1.1").startswith(b"GET /app/chat%20room?a=1 HTTP/1.1")
