@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+import wskit.sync
 from wskit.asyncio import WebSocketServerConnection, connect, serve
 from wskit.core import Binary, ClientConnection, Closed, Event, Response, State, Text
 from wskit.core.frames import OP_TEXT, encode_frame
@@ -514,8 +515,6 @@ def test_sansio_echo_answers_a_plain_http_request_with_an_error() -> None:
 
 
 def test_sync_echo_server_echoes_and_says_1001_on_sigterm() -> None:
-    import wskit.sync
-
     with running("sync_echo_server.py") as server:
         ws = wskit.sync.connect(server.uri)
         for message in ("hello", b"\x00\xff binary", "x" * 100_000):
@@ -544,6 +543,27 @@ def test_sync_client_prints_replies_and_reports_slow_ones() -> None:
     out = run(main())
     # The late reply is not lost: it is the next one printed.
     assert out.splitlines() == ["< got one", "(no reply within a second)", "< got slow"]
+
+
+# -- simple-websocket's examples (wskit.simple) --------------------------------------------------
+
+
+def test_simple_flask_echo_and_simple_client() -> None:
+    with running("simple_flask_echo.py") as server:
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "simple_client.py")],
+            env=example_env(server.port),
+            input="hello\nünïcode ✓\n",
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=True,
+        ).stdout
+        with wskit.sync.connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            ws.send(b"\x00binary")
+            assert ws.recv(timeout=TIMEOUT) == b"\x00binary"
+    assert out == "> < hello\n> < ünïcode ✓\n> "
+    assert "Traceback" not in server.stderr, server.stderr
 
 
 def test_every_example_is_tested() -> None:

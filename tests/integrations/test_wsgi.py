@@ -211,6 +211,26 @@ def test_protocol_violation_closes_with_1002(wsgi_server: str) -> None:
     assert closed and closed[0].code == 1002
 
 
+def test_a_view_returning_at_once_after_the_close_sends_nothing_more(wsgi_server: str) -> None:
+    """The view returns as soon as recv() raises, and the server then writes an HTTP
+    response of its own on the socket: the client must see a clean close, never those bytes
+    (which would parse as a frame with reserved bits: a 1002). Repeated: it is a race."""
+    for _ in range(10):
+        with wskit.sync.connect(f"ws://{wsgi_server}/bare", compression=None) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                # Over the route's limit: the server fails with 1009 at once, so the send
+                # itself may already find the connection closed.
+                ws.send("x" * 1001)
+                ws.recv(timeout=WAIT)
+            # 1009 received: no 1002 for bytes that are not a frame.
+            assert info.value.code == 1009, info.value
+            assert info.value.sent_code in (1009, None), info.value
+        with wskit.sync.connect(f"ws://{wsgi_server}/bare", compression=None) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=WAIT) == "hi"
+        assert (ws.close_code, ws.close_reason) == (1000, "")
+
+
 # --------------------------------------------------------------------------- no socket
 
 

@@ -6,6 +6,8 @@ Routes:
 * ``/`` plain HTTP, to show that the app still serves pages on the same port;
 * ``/echo`` echoes every message (permessage-deflate offered, subprotocol "chat" spoken,
   messages up to 2 MiB); ``/echo-plain`` the same without compression and with a 64 KiB limit;
+* ``/bare`` echoes without ``with`` or ``close()`` (messages up to 1000 bytes), returning
+  as soon as the connection closes;
 * ``/closer`` closes with the code and reason it is sent as ``"<code> <reason>"``;
 * ``/last-close`` (plain HTTP) tells the code and reason of the last client that closed an
   ``/echo`` connection.
@@ -68,6 +70,19 @@ def echo() -> str:
 @app.route("/echo-plain", websocket=True)
 def echo_plain() -> str:
     return echo_until_closed(compression=None, max_size=64 * 1024)
+
+
+@app.route("/bare", websocket=True)
+def bare() -> str:
+    """No ``with`` and no close(): the view returns as soon as it sees the close, and the
+    server writes its own response right after; that write must not reach the client."""
+    ws = accept(request.environ, ping_interval=None, compression=None, max_size=1000)
+    try:
+        while True:
+            ws.send(ws.recv())
+    except ConnectionClosed:
+        pass
+    return "this body must never reach the WebSocket client"
 
 
 @app.route("/closer", websocket=True)

@@ -4,3 +4,5 @@ Each module adapts one kind of host and imports that host's framework only insid
 (DESIGN rule 3): :mod:`wskit.integrations.wsgi` for WSGI servers (Werkzeug, gunicorn,
 gevent, eventlet).
 """
+
+__all__: list[str] = []

@@ -275,6 +275,9 @@ class Connection:
                         if message is not None:
                             return message
                         self._message_ready.clear()
+                except ConnectionClosed:
+                    self._release_to_owner()
+                    raise
                 finally:
                     if self._backlog:
                         self._flush(blocking=False)
@@ -413,15 +416,39 @@ class Connection:
 
     def _call(self, method: Callable[..., None], *args: Any) -> None:
         """Call a sending method of the core under the lock; ConnectionClosed once closing."""
+        try:
+            with self._lock:
+                if self._write_error is not None:
+                    raise self._closed_exception()
+                try:
+                    method(*args)
+                except LocalProtocolError:
+                    if self.core.state is not State.OPEN:
+                        raise self._closed_exception() from None
+                    raise
+        except ConnectionClosed:
+            self._release_to_owner()
+            raise
+
+    def _release_to_owner(self) -> None:
+        """The application learns that the connection is closed: on a socket lent by a web
+        server, write what is queued (the Close frame) and shut the sending side, before
+        the application returns to the server, which may then write an HTTP response of its
+        own: that write must fail rather than reach the peer as bytes after the Close."""
+        if self._owns_socket or self._shut_write or self._closed_event is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            self._flush(blocking=True)
         with self._lock:
-            if self._write_error is not None:
-                raise self._closed_exception()
-            try:
-                method(*args)
-            except LocalProtocolError:
-                if self.core.state is not State.OPEN:
-                    raise self._closed_exception() from None
-                raise
+            if not self._shut_write:
+                self._shut_write = True
+                with contextlib.suppress(OSError):
+                    self.socket.shutdown(socket.SHUT_WR)
+        # The server closes the socket once the application returns: the reader thread must
+        # be done with it by then (a closed descriptor's number is soon another connection's).
+        if not self.wait_closed(self.close_timeout):
+            self._abort()
+            self.wait_closed()
 
     def _flush(self, *, blocking: bool) -> None:
         """Write what the core queued. With ``blocking``, return once it is written (by this
@@ -565,6 +592,12 @@ class Connection:
                     self.core.receive_eof()
                     self._process()
                 self._fail_waiters()
+            # Another thread may still be writing (a send() that raced with the close): the
+            # socket is closed once it is done, never under it. A peer that stopped reading
+            # cannot make that last: after close_timeout the socket is shut down.
+            if not self._written.wait(self.close_timeout):
+                self._abort()
+                self._written.wait()
             self._close_socket()
             self._done.set()
 
@@ -579,9 +612,9 @@ class Connection:
             # Backpressure: max_queue messages wait for recv(); read again once it catches up.
             self._space.wait(timeout)
             return True
-        if not self._readable(selector, timeout):
-            return True
         try:
+            if not self._readable(selector, timeout):
+                return True
             data = self.socket.recv(self.read_size)
         except (ssl_module.SSLWantReadError, BlockingIOError, InterruptedError):
             return True
