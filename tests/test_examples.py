@@ -566,6 +566,26 @@ def test_simple_flask_echo_and_simple_client() -> None:
     assert "Traceback" not in server.stderr, server.stderr
 
 
+@pytest.mark.parametrize("server_example", ["simple_aiohttp_echo.py", "simple_asgi_echo.py"])
+def test_simple_asyncio_servers_and_simple_aio_client(server_example: str) -> None:
+    with running(server_example) as server:
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "simple_aio_client.py")],
+            env=example_env(server.port),
+            input="hello\nünïcode ✓\n",
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=True,
+        ).stdout
+        with wskit.sync.connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            for message in (b"\x00binary", "x" * 300_000):
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+    assert out == "> < hello\n> < ünïcode ✓\n> "
+    assert "Traceback" not in server.stderr, server.stderr
+
+
 def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     for path in sorted(EXAMPLES.iterdir()):

@@ -20,20 +20,27 @@ Where wskit differs, on purpose (docs/simple.md lists it all):
 
 from __future__ import annotations
 
+import asyncio
 import selectors
+import socket
 import ssl as ssl_module
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
+import wskit.asyncio
 import wskit.sync
 from wskit.abc import Data
 from wskit.core.events import Request
 from wskit.core.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wskit.exceptions import ConnectionClosed as WskitConnectionClosed
 from wskit.exceptions import InvalidHandshake, InvalidStatus, WebSocketError
+from wskit.integrations import aiohttp as aiohttp_integration
+from wskit.integrations import asgi as asgi_integration
 from wskit.integrations import wsgi
 
 __all__ = [
+    "AioClient",
+    "AioServer",
     "Client",
     "CloseReason",
     "ConnectionClosed",
@@ -239,3 +246,186 @@ class Client(Base):
         """Connect to ``url`` (``ws://`` or ``wss://``); raise :class:`ConnectionError` if
         the server refuses."""
         return cls(url, **kwargs)
+
+
+class AioBase:
+    """What the asyncio server and client share: ``receive``, ``send``, ``close``."""
+
+    ws: wskit.asyncio.Connection | asgi_integration.AsgiConnection
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the opening handshake, if any."""
+        return self.ws.subprotocol
+
+    @property
+    def connected(self) -> bool:
+        """True until the connection closes."""
+        return self.ws.close_code is None
+
+    @property
+    def close_reason(self) -> int:
+        """The close code received (1005 if none was, or while the connection is open)."""
+        code = self.ws.close_code
+        return CloseReason.NO_STATUS_RCVD if code is None else code
+
+    @property
+    def close_message(self) -> str | None:
+        """The close reason received, if any."""
+        return self.ws.close_reason or None
+
+    async def send(self, data: Data) -> None:
+        """Send ``data``: bytes as a binary message, anything else as text."""
+        message: Data = data if isinstance(data, (bytes, bytearray, memoryview)) else str(data)
+        try:
+            await self.ws.send(message)
+        except WskitConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    @overload
+    async def receive(self, timeout: None = None) -> Data: ...
+    @overload
+    async def receive(self, timeout: float) -> Data | None: ...
+    async def receive(self, timeout: float | None = None) -> Data | None:
+        """The next message (bytes or str), or None when ``timeout`` seconds pass first
+        (``0``: only a message already received). Raises :class:`ConnectionClosed` once the
+        connection is closed and every message received before was returned. A timeout
+        loses nothing: a message that arrives later is the next call's."""
+        try:
+            if timeout is None:
+                return await self.ws.recv()
+            if timeout > 0:
+                try:
+                    return await asyncio.wait_for(self.ws.recv(), timeout)
+                except asyncio.TimeoutError:
+                    return None
+            # No waiting: one step of recv(), which returns a message already there.
+            task = asyncio.ensure_future(self.ws.recv())
+            await asyncio.sleep(0)
+            if task.done():
+                return task.result()
+            task.cancel()
+            try:
+                return await task  # it may have finished meanwhile: keep its message
+            except asyncio.CancelledError:
+                return None
+        except WskitConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def close(self, reason: int | None = None, message: str | None = None) -> None:
+        """Close the connection with code ``reason`` (1000) and text ``message``."""
+        code = CloseReason.NORMAL_CLOSURE if reason is None else reason
+        await self.ws.close(code, message or "")
+
+
+class AioServer(AioBase):
+    """The server side of a WebSocket connection in an asyncio web app: an aiohttp route,
+    an ASGI app, or a raw socket. Create it with :meth:`accept`."""
+
+    def __init__(self, subprotocols: Sequence[str] | None = None) -> None:
+        self.subprotocols = list(subprotocols or [])
+        self.mode = "unknown"
+
+    @classmethod
+    async def accept(  # noqa: PLR0917 - simple-websocket's positional signature
+        cls,
+        aiohttp: Any = None,
+        asgi: tuple[Any, Any, Any] | None = None,
+        sock: socket.socket | None = None,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        receive_bytes: int = 4096,
+        ping_interval: float | None = None,
+        max_message_size: int | None = None,
+    ) -> AioServer:
+        """Accept the WebSocket connection of an aiohttp ``request``, of an ASGI
+        ``(scope, receive, send)``, or of a connected ``sock`` whose request ``headers``
+        were already read (as a dict). Exactly one of the three."""
+        if sum(x is not None for x in (aiohttp, asgi, sock)) != 1:
+            raise ValueError("pass exactly one of aiohttp, asgi or sock")
+        if sock is not None and headers is None:
+            raise ValueError("sock needs the request's headers")
+        self = cls(subprotocols)
+        max_size = _max_size(max_message_size)
+        if asgi is not None:
+            self.mode = "asgi"
+            scope, receive, send = asgi
+            self.ws = await asgi_integration.accept(
+                scope,
+                receive,
+                send,
+                select_subprotocol=lambda request, offered: self.choose_subprotocol(request),
+                max_size=max_size,
+            )
+            return self
+        options: dict[str, Any] = {
+            "select_subprotocol": self._select_subprotocol,
+            "max_size": max_size,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_interval,
+        }
+        try:
+            if aiohttp is not None:
+                self.mode = "aiohttp"
+                self.ws = await aiohttp_integration.accept(aiohttp, **options)
+            else:
+                self.mode = "socket"
+                assert headers is not None
+                head = "GET / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                self.ws = await wskit.asyncio.accept(
+                    sock, (head + "\r\n").encode("latin-1"), **options
+                )
+        except InvalidHandshake as exc:
+            raise ConnectionError(exc.status) from exc
+        return self
+
+    def choose_subprotocol(self, request: Request) -> str | None:
+        """The subprotocol to use: by default the first one the client offers that is in
+        ``subprotocols``. Override it to choose otherwise."""
+        for protocol in request.subprotocols:
+            if protocol in self.subprotocols:
+                return protocol
+        return None
+
+    def _select_subprotocol(self, connection: Any, offered: Sequence[str]) -> str | None:
+        return self.choose_subprotocol(connection.request)
+
+
+class AioClient(AioBase):
+    """An asyncio WebSocket client. Create it with :meth:`connect`."""
+
+    @classmethod
+    async def connect(  # noqa: PLR0917 - simple-websocket's positional signature
+        cls,
+        url: str,
+        subprotocols: str | Sequence[str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        receive_bytes: int = 4096,
+        ping_interval: float | None = None,
+        max_message_size: int | None = None,
+        ssl_context: ssl_module.SSLContext | None = None,
+        thread_class: Any = None,
+        event_class: Any = None,
+    ) -> AioClient:
+        """Connect to ``url`` (``ws://`` or ``wss://``); raise :class:`ConnectionError` if
+        the server refuses. (``thread_class`` and ``event_class`` are accepted for
+        simple-websocket's signature; asyncio needs neither.)"""
+        if isinstance(subprotocols, str):
+            subprotocols = [subprotocols]
+        extra = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        self = cls()
+        try:
+            self.ws = await wskit.asyncio.connect(
+                url,
+                subprotocols=subprotocols or (),
+                extra_headers=extra,
+                ssl=ssl_context if url.startswith("wss:") else None,
+                max_size=_max_size(max_message_size),
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
+            )
+        except InvalidStatus as exc:
+            raise ConnectionError(exc.response.status) from exc
+        except InvalidHandshake as exc:
+            raise ConnectionError() from exc
+        return self

@@ -9,12 +9,14 @@ The blocking half: ``Server.accept(environ)`` in a Flask app under Werkzeug's se
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from flask import Flask, request
 from websockets.exceptions import ConnectionClosed as PeerClosed
 from websockets.sync.client import connect as peer_connect
@@ -23,7 +25,15 @@ from werkzeug.serving import make_server
 
 import wskit.sync
 from wskit.core.events import Request
-from wskit.simple import Client, CloseReason, ConnectionClosed, ConnectionError, Server
+from wskit.simple import (
+    AioClient,
+    AioServer,
+    Client,
+    CloseReason,
+    ConnectionClosed,
+    ConnectionError,
+    Server,
+)
 
 WAIT = 10.0
 
@@ -191,3 +201,123 @@ def test_client_against_a_wskit_sync_server() -> None:
     finally:
         server.shutdown(timeout=WAIT)
         thread.join(WAIT)
+
+
+# --------------------------------------------------------------------------- the asyncio half
+
+
+def run_async(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, WAIT))
+
+
+async def aio_echo(ws: AioServer, seen: list[Any]) -> None:
+    seen.append(("mode", ws.mode, ws.subprotocol))
+    try:
+        while True:
+            data = await ws.receive()
+            if data == "idle":
+                nothing = await ws.receive(timeout=0.2)
+                await ws.send(f"{nothing!r} then {await ws.receive(timeout=0)!r}")
+            else:
+                await ws.send(data)
+    except ConnectionClosed as exc:
+        seen.append(("closed", exc.reason, exc.message))
+
+
+async def exercise_aio_client(url: str) -> None:
+    ws = await AioClient.connect(url, subprotocols="chat", headers=[("X-Test", "1")])
+    assert ws.subprotocol == "chat" and ws.connected
+    for message in ("hello", b"\x00\x01"):
+        await ws.send(message)
+        assert await ws.receive(timeout=WAIT) == message
+    await ws.send("idle")
+    assert await ws.receive(timeout=WAIT) == "None then None"
+    assert await ws.receive(timeout=0) is None
+    await ws.send("late")
+    await asyncio.sleep(0.1)
+    assert await ws.receive(timeout=0) == "late"  # already there: returned without waiting
+    await ws.close(4001, "client says bye")
+    # What the client received: the server's echo of its code (with or without the reason).
+    assert not ws.connected and ws.close_reason == 4001
+    with pytest.raises(ConnectionClosed):
+        await ws.send("after close")
+
+
+def test_aio_server_on_aiohttp_and_aio_client() -> None:
+    seen: list[Any] = []
+
+    async def route(request: web.Request) -> web.Response:
+        await aio_echo(await AioServer.accept(aiohttp=request, subprotocols=["chat"]), seen)
+        return web.Response()
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes([web.get("/echo", route)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            await exercise_aio_client(f"ws://127.0.0.1:{runner.addresses[0][1]}/echo")
+            with pytest.raises(ConnectionError) as info:
+                await AioClient.connect(f"ws://127.0.0.1:{runner.addresses[0][1]}/nothing")
+            assert info.value.status_code == 404
+            await asyncio.sleep(0.1)
+        finally:
+            await runner.cleanup()
+
+    run_async(main())
+    assert seen == [("mode", "aiohttp", "chat"), ("closed", 4001, "client says bye")]
+
+
+def test_aio_server_on_a_raw_socket_with_headers() -> None:
+    seen: list[Any] = []
+
+    async def main() -> None:
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")  # read elsewhere, as a host would
+            headers = dict(
+                line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
+            )
+            sock = writer.get_extra_info("socket").dup()
+            writer.transport.abort()  # the host lets go of its copy
+            await aio_echo(
+                await AioServer.accept(sock=sock, headers=headers, subprotocols=["chat"]), seen
+            )
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            await exercise_aio_client(f"ws://127.0.0.1:{port}/")
+            await asyncio.sleep(0.1)
+
+    run_async(main())
+    assert seen == [("mode", "socket", "chat"), ("closed", 4001, "client says bye")]
+
+
+def test_aio_server_on_asgi_under_uvicorn() -> None:
+    import uvicorn
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await aio_echo(
+            await AioServer.accept(asgi=(scope, receive, send), subprotocols=["chat"]), seen
+        )
+
+    async def main() -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="error")
+        server = uvicorn.Server(config)
+        task = asyncio.ensure_future(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            await exercise_aio_client(f"ws://127.0.0.1:{port}/")
+            await asyncio.sleep(0.1)
+        finally:
+            server.should_exit = True
+            await task
+
+    run_async(main())
+    assert seen == [("mode", "asgi", "chat"), ("closed", 4001, "client says bye")]

@@ -10,7 +10,7 @@ from wskit.asyncio.connection import (
     Data,
     broadcast,
 )
-from wskit.asyncio.server import Server, WebSocketServerConnection, serve
+from wskit.asyncio.server import Server, WebSocketServerConnection, accept, serve
 
 __all__ = [
     "BroadcastResult",
@@ -20,6 +20,7 @@ __all__ = [
     "Server",
     "WebSocketClientConnection",
     "WebSocketServerConnection",
+    "accept",
     "broadcast",
     "connect",
     "serve",

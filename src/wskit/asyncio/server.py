@@ -7,6 +7,7 @@ import functools
 import http
 import inspect
 import logging
+import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -32,9 +33,9 @@ from wskit.core.extensions import (
 )
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
-from wskit.exceptions import ConnectionClosed
+from wskit.exceptions import ConnectionClosed, InvalidHandshake
 
-__all__ = ["DEFAULT_OPEN_TIMEOUT", "Server", "WebSocketServerConnection", "serve"]
+__all__ = ["DEFAULT_OPEN_TIMEOUT", "Server", "WebSocketServerConnection", "accept", "serve"]
 
 #: Seconds a client has to complete the opening handshake (websockets: 10 s), so a slow or
 #: silent client cannot hold a slot.
@@ -211,7 +212,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | None,
         *,
         process_request: ProcessRequest | None,
         select_subprotocol: SelectSubprotocol | None,
@@ -424,3 +425,98 @@ class serve(Opener[Server]):  # used as a function: ``async with serve(...)`` / 
 
     async def _close(self, server: Server) -> None:
         await server.aclose()
+
+
+async def accept(
+    sock: socket.socket | None = None,
+    head: bytes = b"",
+    *,
+    transport: asyncio.Transport | None = None,
+    process_request: ProcessRequest | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    extra_headers: HeadersLike | None = None,
+    compression: str | Sequence[ServerExtensionFactory] | None = "deflate",
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
+    limits: Limits | None = None,
+    fragment_size: int | None = None,
+    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    write_limit: int | tuple[int, int] = DEFAULT_WRITE_LIMIT,
+    logger: logging.Logger | None = None,
+) -> WebSocketServerConnection:
+    """Run the server side of the opening handshake on a connection accepted elsewhere;
+    return the open connection.
+
+    The connection is a connected ``sock`` (wrapped in a transport of the running loop), or
+    the ``transport`` of another protocol, which this one replaces (a web framework's: see
+    :mod:`wskit.integrations.aiohttp`). ``head`` is what was already read of the request: the
+    head, or its beginning (the rest is read here). The options are :func:`serve`'s; the
+    connection has no handler: the caller uses it (``recv``, ``send``, ``close``).
+
+    Raises :class:`~wskit.exceptions.InvalidHandshake` when the request is not a WebSocket
+    upgrade the server accepts (the client got the HTTP error), :class:`TimeoutError` after
+    ``open_timeout``.
+    """
+    if (sock is None) == (transport is None):
+        raise ValueError("pass either sock or transport")
+    if limits is None:
+        limits = Limits.for_size(max_size, max_fragments=max_fragments)
+    settings = Server(
+        None,
+        process_request=process_request,
+        select_subprotocol=select_subprotocol,
+        subprotocols=subprotocols,
+        origins=origins,
+        extra_headers=extra_headers,
+        extensions=extension_factories(
+            compression,
+            functools.partial(ServerPerMessageDeflateFactory, zlib_module=_zlib.module),
+        ),
+        limits=limits,
+        fragment_size=fragment_size,
+        open_timeout=open_timeout,
+        connection_kwargs={
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "max_queue": max_queue,
+            "write_limit": write_limit,
+            "logger": logger or globals()["logger"],
+        },
+    )
+    loop = asyncio.get_running_loop()
+    if transport is not None:
+        connection = settings._protocol()
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        transport.resume_reading()  # the previous protocol may have paused it
+    else:
+        assert sock is not None
+        _, connection = await loop.connect_accepted_socket(settings._protocol, sock)
+    opened = connection._opened_waiter = loop.create_future()
+    if head:
+        connection.core.receive_data(head)
+        connection._process()
+    try:
+        # The connection's own handshake timer drops it at open_timeout too.
+        await asyncio.wait_for(asyncio.shield(opened), open_timeout)
+    except asyncio.CancelledError:
+        connection.transport.abort()
+        raise
+    except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
+        connection.transport.abort()
+        raise TimeoutError("timed out during the opening handshake") from None
+    if not connection.opened:
+        cause = connection.core.cause
+        response = connection.core.response
+        if isinstance(cause, InvalidHandshake):
+            raise cause
+        status = response.status if response is not None else 400
+        raise InvalidHandshake(f"the handshake was refused with HTTP {status}", status)
+    return connection

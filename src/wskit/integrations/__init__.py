@@ -2,7 +2,8 @@
 
 Each module adapts one kind of host and imports that host's framework only inside itself
 (DESIGN rule 3): :mod:`wskit.integrations.wsgi` for WSGI servers (Werkzeug, gunicorn,
-gevent, eventlet).
+gevent, eventlet), :mod:`wskit.integrations.aiohttp` for aiohttp routes,
+:mod:`wskit.integrations.asgi` for ASGI apps (uvicorn, hypercorn).
 """
 
 __all__: list[str] = []

@@ -1,0 +1,291 @@
+"""WebSocket routes in asyncio web apps, on real servers on 127.0.0.1: an aiohttp app through
+wskit.integrations.aiohttp (wskit's core speaks the protocol), and an ASGI app through
+wskit.integrations.asgi under uvicorn (permessage-deflate on and off) and hypercorn (there
+the ASGI server speaks the protocol; wskit gives the API and the message limit).
+
+Per host, with wskit's client and websockets': text, binary and 1 MiB messages, compression
+as the host negotiates it, a subprotocol, a close code and reason each way, a message over
+the route's limit (1009) and a protocol violation (1002).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from websockets.asyncio.client import connect as peer_connect
+from websockets.exceptions import ConnectionClosed as PeerClosed
+from websockets.typing import Subprotocol
+
+import wskit.asyncio
+from wskit.core import ClientConnection, State
+from wskit.core.events import Closed
+from wskit.exceptions import ConnectionClosed, ConnectionClosedError
+from wskit.integrations.aiohttp import accept as aiohttp_accept
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 20.0
+
+#: The hosts, and whether each negotiates permessage-deflate on /echo.
+HOSTS = {"aiohttp": True, "uvicorn-deflate": True, "uvicorn-plain": False, "hypercorn": True}
+#: Where the ASGI server's own protocol code decides (hypercorn 0.18, wsproto underneath): it
+#: tells the app 1006 (not the client's code) when the client closes, and drops TCP without
+#: a Close frame on a protocol violation. Documented in docs/asgi.md.
+HOST_CLIENT_CLOSE = {"hypercorn": (1006, "")}
+HOST_VIOLATION_CODE = {"hypercorn": 1006}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --------------------------------------------------------------------------- aiohttp
+
+
+def aiohttp_app() -> web.Application:
+    """The routes of asgi_app.py, on aiohttp through wskit.integrations.aiohttp."""
+    last_close: dict[str, Any] = {}
+
+    async def echo_until_closed(request: web.Request, **options: Any) -> web.Response:
+        ws = await aiohttp_accept(request, ping_interval=None, **options)
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+        last_close.update(code=ws.close_code, reason=ws.close_reason)
+        return web.Response()
+
+    async def echo(request: web.Request) -> web.Response:
+        return await echo_until_closed(request, subprotocols=["chat"], max_size=2 << 20)
+
+    async def echo_plain(request: web.Request) -> web.Response:
+        return await echo_until_closed(request, compression=None, max_size=64 * 1024)
+
+    async def closer(request: web.Request) -> web.Response:
+        ws = await aiohttp_accept(request, ping_interval=None)
+        code, _, reason = str(await ws.recv()).partition(" ")
+        await ws.close(int(code), reason)
+        return web.Response()
+
+    async def report(request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(last_close))
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text="plain HTTP")
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/echo", echo),
+            web.get("/echo-plain", echo_plain),
+            web.get("/closer", closer),
+            web.get("/last-close", report),
+            web.get("/", index),
+        ]
+    )
+    return app
+
+
+@contextlib.contextmanager
+def aiohttp_server() -> Iterator[str]:
+    """The aiohttp app on an event loop of its own, in a thread; yields ``host:port``."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    ports: list[int] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        runner = web.AppRunner(aiohttp_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ports.append(runner.addresses[0][1])
+        ready.set()
+        await stop[0].wait()
+        await runner.cleanup()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(WAIT), "the aiohttp server did not start"
+    try:
+        yield f"127.0.0.1:{ports[0]}"
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(WAIT)
+        loop.close()
+
+
+# --------------------------------------------------------------------------- ASGI servers
+
+
+@contextlib.contextmanager
+def asgi_server(host: str) -> Iterator[str]:
+    """tests/integrations/asgi_app.py under uvicorn or hypercorn, in a process of its own."""
+    server, _, variant = host.partition("-")
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integrations.asgi_app", server, str(port), variant],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{host} exited: {process.stderr.read() if process.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{host} did not listen on {port}"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            _, errors = process.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+    assert "Traceback" not in errors, errors
+
+
+@pytest.fixture(scope="module", params=list(HOSTS))
+def host(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(host name, ``address:port``) of a running app."""
+    name: str = request.param
+    with aiohttp_server() if name == "aiohttp" else asgi_server(name) as address:
+        yield name, address
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, WAIT))
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_plain_http_on_the_same_port(host: tuple[str, str]) -> None:
+    _, address = host
+    with urllib.request.urlopen(f"http://{address}/", timeout=WAIT) as response:
+        assert response.read() == b"plain HTTP"
+
+
+def test_messages_compression_and_subprotocol(host: tuple[str, str]) -> None:
+    name, address = host
+    big = os.urandom(1 << 20)
+
+    async def wskit_client() -> None:
+        url = f"ws://{address}/echo"
+        async with wskit.asyncio.connect(url, subprotocols=["chat"], max_size=2 << 20) as ws:
+            assert ws.subprotocol == "chat"
+            assert ws.response is not None
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in extensions) == HOSTS[name]
+            for message in ("hello ✓", b"\x00\xff", big, "y" * 300_000):
+                await ws.send(message)
+                assert await ws.recv() == message
+            before = ws.statistics().bytes_sent
+            await ws.send("compressible " * 10_000)
+            assert await ws.recv() == "compressible " * 10_000
+            sent = ws.statistics().bytes_sent - before
+            assert sent < 5_000 if HOSTS[name] else sent > 130_000
+
+    async def peer_client() -> None:
+        url = f"ws://{address}/echo"
+        async with peer_connect(url, subprotocols=[Subprotocol("chat")], max_size=2 << 20) as ws:
+            assert ws.subprotocol == "chat"
+            for message in ("hello ✓", b"\x00\xff", big):
+                await ws.send(message)
+                assert await ws.recv() == message
+
+    run(wskit_client())
+    run(peer_client())
+
+
+def test_close_code_and_reason_each_way(host: tuple[str, str]) -> None:
+    name, address = host
+    seen_by_app = HOST_CLIENT_CLOSE.get(name, (4001, "client says bye"))
+
+    async def main() -> None:
+        async with wskit.asyncio.connect(f"ws://{address}/echo", subprotocols=["chat"]) as ws:
+            await ws.send("hi")
+            await ws.recv()
+            await ws.close(4001, "client says bye")
+        deadline = time.monotonic() + WAIT
+        while True:
+            with urllib.request.urlopen(f"http://{address}/last-close", timeout=WAIT) as r:
+                if tuple(json.loads(r.read() or b"{}").values()) == seen_by_app:
+                    break
+            assert time.monotonic() < deadline, "the route did not see the client's close"
+            await asyncio.sleep(0.05)
+        async with wskit.asyncio.connect(f"ws://{address}/closer") as ws:
+            await ws.send("4002 server says bye")
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert (info.value.code, info.value.reason) == (4002, "server says bye")
+        async with peer_connect(f"ws://{address}/closer") as peer:
+            await peer.send("1001 going away")
+            with pytest.raises(PeerClosed) as peer_info:
+                await peer.recv()
+            assert peer_info.value.rcvd is not None
+            assert (peer_info.value.rcvd.code, peer_info.value.rcvd.reason) == (1001, "going away")
+
+    run(main())
+
+
+def test_message_over_the_limit_closes_with_1009(host: tuple[str, str]) -> None:
+    _, address = host
+
+    async def main() -> None:
+        async with wskit.asyncio.connect(f"ws://{address}/echo-plain") as ws:
+            await ws.send(os.urandom(100_000))  # the route allows 64 KiB
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1009
+
+    run(main())
+
+
+def test_protocol_violation_closes_with_1002(host: tuple[str, str]) -> None:
+    name, address = host
+    core = ClientConnection(f"ws://{address}/echo-plain", extensions=[])
+    core.send_request()
+    hostname, port = address.split(":")
+    with socket.create_connection((hostname, int(port)), timeout=WAIT) as sock:
+        sock.sendall(b"".join(core.data_to_send()))
+        while core.state is State.CONNECTING:
+            core.receive_data(sock.recv(65536))
+        core.events()
+        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                core.receive_data(data)
+    core.receive_eof()
+    closed = [e for e in core.events() if isinstance(e, Closed)]
+    assert closed and closed[0].code == HOST_VIOLATION_CODE.get(name, 1002), closed
