@@ -5,7 +5,9 @@
 * ``python -m wskit serve --echo`` echoes every message on every path, with permessage-deflate
   and a settable ``--max-size``: the server used by the conformance and interop tests.
 * ``--front-end sync`` serves either with the threads front end (:mod:`wskit.sync`) instead
-  of asyncio.
+  of asyncio; ``--front-end uvicorn`` serves the echo server as an ASGI app under uvicorn
+  with wskit's WebSocket engine (:mod:`wskit.integrations.uvicorn`; uvicorn must be
+  installed).
 * ``python -m wskit connect URL`` sends each line typed and prints what comes back; Ctrl-D
   closes the connection with 1000.
 """
@@ -175,6 +177,27 @@ def run_sync_server(args: argparse.Namespace) -> None:
         logging.getLogger("wskit.server").debug("shut down in %.2f s", time.monotonic() - started)
 
 
+def run_uvicorn_server(args: argparse.Namespace) -> None:
+    # Imported here: only this front end needs uvicorn installed.
+    from wskit.integrations import asgi, uvicorn  # noqa: PLC0415
+
+    async def echo(ws: asgi.AsgiConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    print(f"wskit echo server (uvicorn) on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(
+        asgi.app(echo, max_size=args.max_size),
+        max_fragments=args.max_fragments,
+        host=args.host,
+        port=args.port,
+        ws_max_size=args.max_size,
+        ws_per_message_deflate=not args.no_compression,
+        ws_ping_interval=None if args.no_ping else 20.0,
+        log_level="debug" if args.verbose else "warning",
+    )
+
+
 async def run_client(args: argparse.Namespace) -> int:
     headers = []
     for item in args.header:
@@ -233,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--echo", action="store_true", help="echo every message on every path")
     server.add_argument(
         "--front-end",
-        choices=("asyncio", "sync"),
+        choices=("asyncio", "sync", "uvicorn"),
         default="asyncio",
-        help="asyncio (the default) or sync (threads)",
+        help="asyncio (the default), sync (threads), or uvicorn (with --echo only)",
     )
     client = sub.add_parser("connect", help="an interactive client")
     client.add_argument("url")
@@ -262,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.front_end == "sync":
                 run_sync_server(args)
+            elif args.front_end == "uvicorn":
+                if not args.echo:
+                    print("--front-end uvicorn serves the echo server: add --echo", file=sys.stderr)
+                    return 2
+                run_uvicorn_server(args)
             else:
                 asyncio.run(run_server(args))
             return 0

@@ -1,7 +1,7 @@
 """Autobahn|Testsuite conformance: wskit's servers and clients against wstest.
 
 Slow tests (marked ``autobahn``; all 517 cases take several minutes per mode), one pair per
-front end (asyncio, sync):
+front end (asyncio, sync), and a server test of uvicorn with wskit's WebSocket engine:
 
 * server mode: ``python -m wskit serve --echo --front-end F`` on a free loopback port, tested
   by ``fuzzingclient.sh``;
@@ -70,8 +70,10 @@ RUN_LIMIT = 1500
 SERVER_START_TIMEOUT = 30.0
 
 #: The front ends under test; each has a server (``--front-end`` of ``python -m wskit serve``)
-#: and a client runner in compliance/autobahn_client.py.
+#: and a client runner in compliance/autobahn_client.py. "uvicorn" is uvicorn with wskit's
+#: WebSocket engine (wskit.integrations.uvicorn): a server only.
 FRONT_ENDS = ("asyncio", "sync")
+SERVERS = (*FRONT_ENDS, "uvicorn")
 #: Front ends that run every case in a default run; the others skip QUICK_EXCLUDED.
 FULL_BY_DEFAULT = frozenset({"asyncio"})
 QUICK_CASES = "*,-12.*,-13.*"
@@ -374,7 +376,7 @@ skip_on_request = pytest.mark.skipif(
 @pytest.mark.autobahn
 @pytest.mark.timeout(TEST_LIMIT)
 @skip_on_request
-@pytest.mark.parametrize("front_end", FRONT_ENDS)
+@pytest.mark.parametrize("front_end", SERVERS)
 def test_server(front_end: str, tmp_path: Path, summary_note: Callable[[str], None]) -> None:
     setup = _setup(front_end)
     outdir = _report_dir(tmp_path, f"{front_end}-server")

@@ -10,7 +10,7 @@ This module puts wskit's connection API on top of them:
 * :func:`app` mounts a wskit handler (``async def handler(connection)``) as an ASGI app.
 
 Compression and the frame-level checks are the ASGI server's here; to run them on wskit's own
-core, serve the app with uvicorn's wskit engine instead (planned, issue 4).
+core, serve the app under uvicorn with wskit's engine (:mod:`wskit.integrations.uvicorn`).
 """
 
 from __future__ import annotations

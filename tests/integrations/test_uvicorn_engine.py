@@ -1,0 +1,219 @@
+"""uvicorn with wskit's WebSocket engine (``--ws wskit.integrations.uvicorn:WebSocketProtocol``)
+serving Starlette's own WebSocket routes, in a real uvicorn process on 127.0.0.1.
+
+Covers the ASGI WebSocket spec as Starlette uses it (accept with a subprotocol and headers,
+denial responses, close before accept, close codes and reasons both ways, errors before and
+after accept) with wskit's and websockets' clients: text, binary and 1 MiB messages,
+compression on and off (``--ws-per-message-deflate``), a message over ``--ws-max-size``
+(1009) and a protocol violation (1002), both now decided by wskit's core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed as PeerClosed
+from websockets.sync.client import connect as peer_connect
+from websockets.typing import Subprotocol
+
+import wskit.sync
+from wskit.core import ClientConnection, State
+from wskit.core.events import Closed
+from wskit.exceptions import ConnectionClosedError, InvalidStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 20.0
+ENGINE = "wskit.integrations.uvicorn:WebSocketProtocol"
+MAX_SIZE = 2 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module", params=["deflate", "plain"])
+def uvicorn_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
+    """The Starlette app under uvicorn with wskit's engine; yields (address, deflate)."""
+    deflate = request.param == "deflate"
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.integrations.starlette_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            ENGINE,
+            "--ws-max-size",
+            str(MAX_SIZE),
+            "--ws-per-message-deflate",
+            str(deflate).lower(),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"uvicorn exited: {process.stderr.read() if process.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "uvicorn did not listen"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}", deflate
+    finally:
+        process.terminate()
+        try:
+            _, errors = process.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+    # The only tracebacks are those of the two routes that fail on purpose.
+    assert errors.count("Traceback") <= errors.count("route failed"), errors
+
+
+def test_messages_subprotocol_headers_and_compression(uvicorn_server: tuple[str, bool]) -> None:
+    address, deflate = uvicorn_server
+    big = os.urandom(1 << 20)
+    with wskit.sync.connect(f"ws://{address}/echo", subprotocols=["chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        assert ws.response is not None
+        assert ws.response.headers.get("X-Engine") == "wskit"
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in extensions) == deflate
+        for message in ("hello ✓", b"\x00\xff", big, "z" * 300_000):
+            ws.send(message)
+            assert ws.recv(timeout=WAIT) == message
+        before = ws.statistics().bytes_sent
+        ws.send("compressible " * 10_000)
+        ws.recv(timeout=WAIT)
+        sent = ws.statistics().bytes_sent - before
+        assert sent < 5_000 if deflate else sent > 130_000
+    with peer_connect(
+        f"ws://{address}/echo", subprotocols=[Subprotocol("chat")], max_size=MAX_SIZE
+    ) as peer:
+        assert peer.subprotocol == "chat"
+        for message in ("hello ✓", b"\x00\xff", big):
+            peer.send(message)
+            assert peer.recv(timeout=WAIT) == message
+
+
+def test_close_code_and_reason_each_way(uvicorn_server: tuple[str, bool]) -> None:
+    address, _ = uvicorn_server
+    with wskit.sync.connect(f"ws://{address}/echo") as ws:
+        ws.send("hi")
+        ws.recv(timeout=WAIT)
+        ws.close(4001, "client says bye")
+    deadline = time.monotonic() + WAIT
+    while True:
+        with urllib.request.urlopen(f"http://{address}/last-close", timeout=WAIT) as r:
+            if json.loads(r.read()) == {"code": 4001, "reason": "client says bye"}:
+                break
+        assert time.monotonic() < deadline, "the route did not see the client's close"
+        time.sleep(0.05)
+    with wskit.sync.connect(f"ws://{address}/closer") as ws:
+        ws.send("4002 server says bye")
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)
+        assert (info.value.code, info.value.reason) == (4002, "server says bye")
+    with peer_connect(f"ws://{address}/closer") as peer:
+        peer.send("1001 going away")
+        with pytest.raises(PeerClosed) as peer_info:
+            peer.recv(timeout=WAIT)
+        assert peer_info.value.rcvd is not None
+        assert (peer_info.value.rcvd.code, peer_info.value.rcvd.reason) == (1001, "going away")
+
+
+def test_denial_response_and_close_before_accept(uvicorn_server: tuple[str, bool]) -> None:
+    address, _ = uvicorn_server
+    with pytest.raises(InvalidStatus) as info:
+        wskit.sync.connect(f"ws://{address}/deny")
+    assert info.value.response.status == 401 and info.value.response.body == b"no token\n"
+    with pytest.raises(InvalidStatus) as info:
+        wskit.sync.connect(f"ws://{address}/forbid")
+    assert info.value.response.status == 403
+    with pytest.raises(InvalidStatus) as info:
+        wskit.sync.connect(f"ws://{address}/no-such-route")
+    assert info.value.response.status == 403  # Starlette closes unknown WebSocket routes
+
+
+def test_route_errors_give_500_before_accept_and_1011_after(
+    uvicorn_server: tuple[str, bool],
+) -> None:
+    address, _ = uvicorn_server
+    with pytest.raises(InvalidStatus) as info:
+        wskit.sync.connect(f"ws://{address}/fail-early")
+    assert info.value.response.status == 500
+    with wskit.sync.connect(f"ws://{address}/fail") as ws:
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv(timeout=WAIT)
+        assert closed.value.code == 1011
+
+
+def test_message_over_ws_max_size_closes_with_1009(uvicorn_server: tuple[str, bool]) -> None:
+    address, _ = uvicorn_server
+    with wskit.sync.connect(f"ws://{address}/echo", max_size=4 * MAX_SIZE) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.send(os.urandom(MAX_SIZE + 1))
+            ws.recv(timeout=WAIT)
+        assert info.value.code == 1009
+
+
+def test_protocol_violation_closes_with_1002(uvicorn_server: tuple[str, bool]) -> None:
+    address, _ = uvicorn_server
+    core = ClientConnection(f"ws://{address}/echo", extensions=[])
+    core.send_request()
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(b"".join(core.data_to_send()))
+        while core.state is State.CONNECTING:
+            core.receive_data(sock.recv(65536))
+        core.events()
+        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                core.receive_data(data)
+    core.receive_eof()
+    closed = [e for e in core.events() if isinstance(e, Closed)]
+    assert closed and closed[0].code == 1002, closed
+
+
+def test_a_bad_upgrade_is_answered_by_the_engine(uvicorn_server: tuple[str, bool]) -> None:
+    address, _ = uvicorn_server
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 426 "), answer[:60]
