@@ -216,3 +216,23 @@ def test_handshake_benchmark_prints_a_row_per_library() -> None:
             assert re.search(rf"^{lib} +[\d,.]+ us \(\d+\.\d\dx\)$", out, re.M), out
         assert re.search(rf"^  {lib} +server \d\.\d\d, generator \d\.\d\d$", out, re.M), out
     assert "error" not in out.lower(), out
+
+
+def test_hosts_benchmark_prints_its_three_tables() -> None:
+    """Threads servers and clients (wskit.sync, websockets.sync, simple-websocket,
+    wskit.simple) and uvicorn's engines: every row of every table has two measured cells."""
+    result = run_benchmark("hosts.py", "--repeat", "1", "--duration", "0.2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    tables = {
+        "SERVER under test (threads": ("wskit-sync", "websockets-sync", "simple-websocket"),
+        "CLIENT under test (threads": ("wskit-sync", "websockets-sync", "simple-websocket"),
+        "SERVER under test (uvicorn": ("wskit", "websockets", "websockets-sansio", "wsproto"),
+    }
+    for title, rows in tables.items():
+        block = out[out.index(title) :].split("\n\n", 1)[0].splitlines()
+        for row in rows:
+            (line,) = [line for line in block if line.split()[:1] == [row]]
+            cells = re.findall(r"([\d.]+) us \(([\d.]+)x\) +([\d,]+)/s", line)
+            assert len(cells) == 2, line
+            assert all(float(cpu) > 0 and int(rate.replace(",", "")) > 0 for cpu, _, rate in cells)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +290,64 @@ def test_protocol_violation_closes_with_1002(host: tuple[str, str]) -> None:
     core.receive_eof()
     closed = [e for e in core.events() if isinstance(e, Closed)]
     assert closed and closed[0].code == HOST_VIOLATION_CODE.get(name, 1002), closed
+
+
+def test_asgi_app_mounts_a_wskit_handler_under_uvicorn() -> None:
+    """wskit.integrations.asgi.app(handler): 1000 when the handler returns, 1011 when it
+    raises, HTTP to the fallback app (else 404), lifespan answered."""
+    import uvicorn
+
+    from wskit.integrations.asgi import AsgiConnection, app
+
+    async def handler(ws: AsgiConnection) -> None:
+        message = await ws.recv()
+        if message == "fail":
+            raise RuntimeError("handler failed on purpose")
+        await ws.send(f"{ws.request.path} {message!s}")
+
+    async def fallback(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"the rest of the site"})
+
+    async def main() -> None:
+        servers = []
+        for asgi_app in (app(handler, subprotocols=["chat"]), app(handler, fallback=fallback)):
+            config = uvicorn.Config(asgi_app, host="127.0.0.1", port=0, log_level="critical")
+            server = uvicorn.Server(config)
+            servers.append((server, asyncio.ensure_future(server.serve())))
+            while not server.started:
+                await asyncio.sleep(0.01)
+        plain, with_fallback = (s.servers[0].sockets[0].getsockname()[1] for s, _ in servers)
+        try:
+            url = f"ws://127.0.0.1:{plain}/room"
+            async with wskit.asyncio.connect(url, subprotocols=["chat"]) as ws:
+                assert ws.subprotocol == "chat"
+                await ws.send("hi")
+                assert await ws.recv() == "/room hi"
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.code == 1000
+            async with wskit.asyncio.connect(url) as ws:
+                await ws.send("fail")
+                with pytest.raises(ConnectionClosedError) as info:
+                    await ws.recv()
+                assert info.value.code == 1011
+            loop = asyncio.get_running_loop()
+            for port, expected in ((plain, 404), (with_fallback, 200)):
+                status = await loop.run_in_executor(None, http_status, port)
+                assert status == expected
+        finally:
+            for server, task in servers:
+                server.should_exit = True
+                await task
+
+    run(main())
+
+
+def http_status(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
