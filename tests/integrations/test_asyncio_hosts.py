@@ -1,5 +1,6 @@
 """WebSocket routes in asyncio web apps, on real servers on 127.0.0.1: an aiohttp app through
-wskit.integrations.aiohttp (wskit's core speaks the protocol), and an ASGI app through
+wskit.integrations.aiohttp and a bare asyncio server handing sockets to wskit.asyncio.accept
+(the "raw socket" host; in both, wskit's core speaks the protocol), and an ASGI app through
 wskit.integrations.asgi under uvicorn (permessage-deflate on and off) and hypercorn (there
 the ASGI server speaks the protocol; wskit gives the API and the message limit).
 
@@ -21,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,13 @@ ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
 
 #: The hosts, and whether each negotiates permessage-deflate on /echo.
-HOSTS = {"aiohttp": True, "uvicorn-deflate": True, "uvicorn-plain": False, "hypercorn": True}
+HOSTS = {
+    "aiohttp": True,
+    "raw-socket": True,
+    "uvicorn-deflate": True,
+    "uvicorn-plain": False,
+    "hypercorn": True,
+}
 #: Where the ASGI server's own protocol code decides (hypercorn 0.18, wsproto underneath): it
 #: tells the app 1006 (not the client's code) when the client closes, and drops TCP without
 #: a Close frame on a protocol violation. Documented in docs/asgi.md.
@@ -56,33 +63,38 @@ def free_port() -> int:
         return port
 
 
-# --------------------------------------------------------------------------- aiohttp
+# --------------------------------------------------------------------------- wskit-core hosts
+
+#: The WebSocket routes of the hosts where wskit's core speaks the protocol (aiohttp, a raw
+#: socket), as asgi_app.py's: options of each route's accept().
+ROUTE_OPTIONS: dict[str, dict[str, Any]] = {
+    "/echo": {"subprotocols": ["chat"], "max_size": 2 << 20},
+    "/echo-plain": {"compression": None, "max_size": 64 * 1024},
+    "/closer": {},
+}
+
+
+async def run_route(path: str, ws: wskit.asyncio.Connection, last_close: dict[str, Any]) -> None:
+    if path == "/closer":
+        code, _, reason = str(await ws.recv()).partition(" ")
+        await ws.close(int(code), reason)
+        return
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:
+        pass
+    last_close.update(code=ws.close_code, reason=ws.close_reason)
 
 
 def aiohttp_app() -> web.Application:
-    """The routes of asgi_app.py, on aiohttp through wskit.integrations.aiohttp."""
+    """The routes on aiohttp through wskit.integrations.aiohttp."""
     last_close: dict[str, Any] = {}
 
-    async def echo_until_closed(request: web.Request, **options: Any) -> web.Response:
+    async def websocket(request: web.Request) -> web.Response:
+        options = ROUTE_OPTIONS[request.path]
         ws = await aiohttp_accept(request, ping_interval=None, **options)
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-        last_close.update(code=ws.close_code, reason=ws.close_reason)
-        return web.Response()
-
-    async def echo(request: web.Request) -> web.Response:
-        return await echo_until_closed(request, subprotocols=["chat"], max_size=2 << 20)
-
-    async def echo_plain(request: web.Request) -> web.Response:
-        return await echo_until_closed(request, compression=None, max_size=64 * 1024)
-
-    async def closer(request: web.Request) -> web.Response:
-        ws = await aiohttp_accept(request, ping_interval=None)
-        code, _, reason = str(await ws.recv()).partition(" ")
-        await ws.close(int(code), reason)
+        await run_route(request.path, ws, last_close)
         return web.Response()
 
     async def report(request: web.Request) -> web.Response:
@@ -92,44 +104,69 @@ def aiohttp_app() -> web.Application:
         return web.Response(text="plain HTTP")
 
     app = web.Application()
-    app.add_routes(
-        [
-            web.get("/echo", echo),
-            web.get("/echo-plain", echo_plain),
-            web.get("/closer", closer),
-            web.get("/last-close", report),
-            web.get("/", index),
-        ]
-    )
+    app.add_routes([web.get(path, websocket) for path in ROUTE_OPTIONS])
+    app.add_routes([web.get("/last-close", report), web.get("/", index)])
     return app
 
 
+async def raw_socket_host(ready: Callable[[int], None], stop: asyncio.Event) -> None:
+    """A bare asyncio server that reads each request head itself, answers plain HTTP, and
+    hands WebSocket upgrades to wskit.asyncio.accept(sock, head): the "raw socket" host."""
+    last_close: dict[str, Any] = {}
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ")[1].decode().partition("?")[0]
+        if path not in ROUTE_OPTIONS:
+            body = json.dumps(last_close).encode() if path == "/last-close" else b"plain HTTP"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket").dup()
+        writer.transport.abort()  # the host lets go of its own descriptor
+        ws = await wskit.asyncio.accept(sock, head, ping_interval=None, **ROUTE_OPTIONS[path])
+        await run_route(path, ws, last_close)
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    async with server:
+        ready(server.sockets[0].getsockname()[1])
+        await stop.wait()
+
+
+async def aiohttp_host(ready: Callable[[int], None], stop: asyncio.Event) -> None:
+    runner = web.AppRunner(aiohttp_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    ready(runner.addresses[0][1])
+    await stop.wait()
+    await runner.cleanup()
+
+
 @contextlib.contextmanager
-def aiohttp_server() -> Iterator[str]:
-    """The aiohttp app on an event loop of its own, in a thread; yields ``host:port``."""
+def in_thread_host(host: Callable[..., Any]) -> Iterator[str]:
+    """``host(ready, stop)`` on an event loop of its own, in a thread; yields ``host:port``."""
     loop = asyncio.new_event_loop()
-    ready = threading.Event()
+    started = threading.Event()
     ports: list[int] = []
-    stop: list[asyncio.Event] = []
+    stops: list[asyncio.Event] = []
+
+    def ready(port: int) -> None:
+        ports.append(port)
+        started.set()
 
     async def main() -> None:
-        stop.append(asyncio.Event())
-        runner = web.AppRunner(aiohttp_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        ports.append(runner.addresses[0][1])
-        ready.set()
-        await stop[0].wait()
-        await runner.cleanup()
+        stops.append(asyncio.Event())
+        await host(ready, stops[0])
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
-    assert ready.wait(WAIT), "the aiohttp server did not start"
+    assert started.wait(WAIT), "the host did not start"
     try:
         yield f"127.0.0.1:{ports[0]}"
     finally:
-        loop.call_soon_threadsafe(stop[0].set)
+        loop.call_soon_threadsafe(stops[0].set)
         thread.join(WAIT)
         loop.close()
 
@@ -180,7 +217,13 @@ def asgi_server(host: str) -> Iterator[str]:
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(host name, ``address:port``) of a running app."""
     name: str = request.param
-    with aiohttp_server() if name == "aiohttp" else asgi_server(name) as address:
+    if name == "aiohttp":
+        context = in_thread_host(aiohttp_host)
+    elif name == "raw-socket":
+        context = in_thread_host(raw_socket_host)
+    else:
+        context = asgi_server(name)
+    with context as address:
         yield name, address
 
 
