@@ -254,6 +254,35 @@ def test_close_gives_up_on_a_silent_peer_after_close_timeout() -> None:
         sock.close()
 
 
+def test_close_is_bounded_when_a_send_is_stuck_on_a_peer_that_reads_nothing() -> None:
+    stuck = threading.Event()
+    done: list[float] = []
+
+    def flooder(ws: Connection) -> None:
+        def flood() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    ws.send(b"x" * 65536)  # the peer reads nothing: this blocks, for good
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(0.3)
+        stuck.set()
+        started = time.monotonic()
+        ws.close()
+        done.append(time.monotonic() - started)
+
+    with running(flooder, close_timeout=0.3, compression=None) as server:
+        _core, sock = raw_client(server.port)
+        assert stuck.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while not done:
+            assert time.monotonic() < deadline, "close() did not return"
+            time.sleep(0.05)
+        sock.close()
+    # The writer held the socket: close() waited close_timeout for it, then dropped TCP.
+    assert done[0] < 3
+
+
 def test_handler_error_closes_with_1011_and_server_survives(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -450,10 +450,11 @@ class Connection:
             self._abort()
             self.wait_closed()
 
-    def _flush(self, *, blocking: bool) -> None:
+    def _flush(self, *, blocking: bool, timeout: float | None = None) -> None:
         """Write what the core queued. With ``blocking``, return once it is written (by this
         thread or by the one writing already); without, leave it to the thread writing now,
-        if any."""
+        if any. ``timeout`` bounds the wait for another thread's write: past it the
+        connection is dropped (a peer that reads nothing holds that write forever)."""
         with self._lock:
             self._backlog.extend(self.core.data_to_send())
             if self._writing:
@@ -469,7 +470,9 @@ class Connection:
                 self._written.clear()
         if wait:
             # The writing thread drains the backlog, ours included, before it stops.
-            self._written.wait()
+            if not self._written.wait(timeout):
+                self._abort()  # its write fails now, and the reader thread sees the end
+                raise self._closed_exception()
             with self._lock:
                 if self._write_error is not None:
                     raise self._closed_exception()
@@ -520,7 +523,7 @@ class Connection:
                 self._process()
             self._space.set()  # a reader paused by max_queue must see the answer
         with contextlib.suppress(ConnectionClosed):
-            self._flush(blocking=True)
+            self._flush(blocking=True, timeout=self.close_timeout)
         if not self.wait_closed(self.close_timeout):
             # The reader thread still runs: a peer that neither answers nor reads (a write
             # blocks). Drop TCP, which ends both.
