@@ -157,10 +157,10 @@ else
         # What these suites need (same bounds as the "test" extra): the core checks its bytes
         # against websockets' and wsproto's sans-I/O layers, and permessage-deflate against
         # zlib-ng; the asyncio and threads tests use trustme, the threads tests gevent and
-        # eventlet.
+        # eventlet; the public-API test imports every module, uvicorn's engine included.
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
             'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1' 'zlib-ng>=0.5' \
-            'gevent>=24.2' 'eventlet>=0.36'
+            'gevent>=24.2' 'eventlet>=0.36' 'uvicorn>=0.30'
         echo "Python $version:"
         # The core, and the front ends whose sockets and transports differ between versions
         # (the browser tests run once, in the main run).

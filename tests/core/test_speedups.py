@@ -443,3 +443,28 @@ def test_large_messages_agree_under_random_splits(
     assert results[0] == results[1]
     assert results[0][0] == expected
     assert results[0][2] == len([e for e in expected if not isinstance(e, Ping)])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_a_forked_child_draws_other_masking_keys_than_its_parent() -> None:
+    """RFC 6455 5.3: unpredictable keys. Both pools (C and Python) are refilled in a child,
+    instead of handing out the keys the parent draws next."""
+    fast = compiled().build_frame
+    fast(0x81, b"x", True)  # both pools hold keys now
+    frames.new_mask()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, fast(0x81, b"x", True)[2:6] + frames.new_mask())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = b""
+    while len(child) < 8 and (chunk := os.read(read, 8)):
+        child += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = fast(0x81, b"x", True)[2:6] + frames.new_mask()
+    assert len(child) == 8
+    assert child[:4] != parent[:4] and child[4:] != parent[4:]

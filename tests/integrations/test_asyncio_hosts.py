@@ -394,3 +394,47 @@ def http_status(port: int) -> int:
             return status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_aiohttp_route_may_return_at_once_and_aiohttp_forgets_the_connection() -> None:
+    """A route that hands the connection to a task and returns at once: aiohttp's response
+    never reaches the client between frames, and once the WebSocket ends aiohttp no longer
+    counts the connection (it would keep it, and its handler, for good)."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def echo_later(ws: wskit.asyncio.Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                await ws.send(message)
+
+    async def route(request: web.Request) -> web.Response:
+        ws = await aiohttp_accept(request, ping_interval=None)
+        task = asyncio.ensure_future(echo_later(ws))
+        tasks.add(task)
+        return web.Response(text="must never reach the client")
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes([web.get("/", route)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            url = f"ws://127.0.0.1:{runner.addresses[0][1]}/"
+            for _ in range(3):
+                async with wskit.asyncio.connect(url) as ws:
+                    await asyncio.sleep(0.05)  # the route returned meanwhile
+                    for message in ("one", b"two"):
+                        await ws.send(message)
+                        assert await ws.recv() == message
+                assert ws.close_code == 1000
+            deadline = time.monotonic() + WAIT
+            assert runner.server is not None
+            while runner.server.connections:
+                assert time.monotonic() < deadline, "aiohttp still holds the connections"
+                await asyncio.sleep(0.01)
+        finally:
+            await runner.cleanup()
+
+    run(main())

@@ -364,6 +364,53 @@ def test_unanswered_pings_fail_when_the_connection_closes() -> None:
         listener.close()
 
 
+def test_a_ping_callback_may_use_the_connection(echo_server: Server) -> None:
+    """Ping futures are resolved outside the connection's lock: a callback that sends, while
+    another thread sends too, neither deadlocks nor interleaves."""
+    with connect(url(echo_server)) as ws:
+        stop = threading.Event()
+
+        def chatter() -> None:
+            for _ in range(300):  # bounded: the echoes must not bury the callback's message
+                if stop.is_set():
+                    return
+                ws.send("chatter")
+
+        thread = threading.Thread(target=chatter)
+        thread.start()
+        try:
+            future = ws.ping()
+            future.add_done_callback(lambda _: ws.send("from the callback"))
+            future.result(timeout=WAIT)
+            deadline = time.monotonic() + WAIT
+            while ws.recv(timeout=WAIT) != "from the callback":
+                assert time.monotonic() < deadline
+        finally:
+            stop.set()
+            thread.join(WAIT)
+
+
+def test_shutdown_from_a_handler_returns_and_stops_the_server() -> None:
+    servers: list[Server] = []
+    returned = threading.Event()
+
+    def stopper(ws: Connection) -> None:
+        servers[0].shutdown()  # from a connection's own thread: must not wait for itself
+        returned.set()
+
+    server = serve(stopper, "127.0.0.1", 0, ping_interval=None)
+    servers.append(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with connect(url(server)) as ws:
+        assert returned.wait(WAIT)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=WAIT)
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    server.shutdown(timeout=WAIT)  # again, from outside: waits, then returns
+
+
 def test_keepalive_fails_a_silent_peer_with_1011() -> None:
     closed: list[int | None] = []
 

@@ -124,6 +124,19 @@ next_key(uint8_t key[4])
     return 0;
 }
 
+PyDoc_STRVAR(reset_key_pool_doc,
+"reset_key_pool()\n--\n\n"
+"Forget the masking keys drawn so far: after fork(), so that parent and child never\n"
+"use the same keys.");
+
+static PyObject *
+reset_key_pool(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    memset(key_pool, 0, sizeof(key_pool));
+    key_pool_left = 0;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(build_frame_doc,
 "build_frame(first_byte, payload, mask, /)\n--\n\n"
 "One frame as bytes: first_byte (FIN, RSV and opcode), the shortest length encoding\n"
@@ -459,6 +472,7 @@ static int
 speedups_exec(PyObject *module)
 {
     PyObject *type = PyType_FromModuleAndSpec(module, &mb_spec, NULL);
+    PyObject *os, *reset, *result;
     int rc;
 
     if (type == NULL) {
@@ -466,7 +480,41 @@ speedups_exec(PyObject *module)
     }
     rc = PyModule_AddObjectRef(module, "MessageBuffer", type);
     Py_DECREF(type);
-    return rc;
+    if (rc < 0) {
+        return rc;
+    }
+    /* A forked child must not hand out the keys its parent draws next (RFC 6455 5.3):
+     * os.register_at_fork(after_in_child=reset_key_pool). */
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    reset = PyObject_GetAttrString(module, "reset_key_pool");
+    if (reset == NULL) {
+        Py_DECREF(os);
+        return -1;
+    }
+    result = NULL;
+    if (PyObject_HasAttrString(os, "register_at_fork")) {
+        PyObject *args = PyTuple_New(0);
+        PyObject *kwargs = Py_BuildValue("{s:O}", "after_in_child", reset);
+        PyObject *register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
+        if (args != NULL && kwargs != NULL && register_at_fork != NULL) {
+            result = PyObject_Call(register_at_fork, args, kwargs);
+        }
+        Py_XDECREF(register_at_fork);
+        Py_XDECREF(kwargs);
+        Py_XDECREF(args);
+        if (result == NULL) {
+            Py_DECREF(reset);
+            Py_DECREF(os);
+            return -1;
+        }
+        Py_DECREF(result);
+    }
+    Py_DECREF(reset);
+    Py_DECREF(os);
+    return 0;
 }
 
 static PyModuleDef_Slot speedups_slots[] = {
@@ -477,6 +525,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
+    {"reset_key_pool", reset_key_pool, METH_NOARGS, reset_key_pool_doc},
     {NULL, NULL, 0, NULL},
 };
 

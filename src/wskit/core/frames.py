@@ -292,7 +292,18 @@ MessageBuffer: Callable[[int], MessageBufferLike] = MessageBufferPy
 if not os.environ.get("WSKIT_NO_EXTENSIONS"):
     # Not built: no compiler at install time, or an unusual platform.
     with contextlib.suppress(ImportError):
+        # (The C module refills its own key pool in a forked child.)
         from wskit.core._speedups import MessageBuffer, apply_mask, build_frame
+
+
+def _reset_mask_pool() -> None:
+    """RFC 6455 5.3: keys must be unpredictable; a forked child must not hand out the keys
+    its parent draws next."""
+    global _mask_pool
+    _mask_pool = bytearray()
+
+
+os.register_at_fork(after_in_child=_reset_mask_pool)
 
 
 def encode_frame(

@@ -9,13 +9,16 @@ instead (wskit's limits, compression, strictness and API), on the app's port::
             await ws.send(message)
         return web.Response()             # not sent: the connection is wskit's by now
 
-:func:`accept` takes the request's transport over (aiohttp stops reading it and will close
-nothing that is wskit's) and returns a :mod:`wskit.asyncio` connection. aiohttp is not
-imported here: the request is only read.
+:func:`accept` takes the request's transport over and returns a :mod:`wskit.asyncio`
+connection. aiohttp's side of the connection is detached from the transport: what the route
+returns is never written (it may return at once and leave the connection to other tasks),
+and aiohttp forgets the connection when the WebSocket ends. aiohttp is not imported here:
+the request is only read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from wskit.asyncio import WebSocketServerConnection
@@ -48,7 +51,21 @@ async def accept(request: web.BaseRequest, **options: Any) -> WebSocketServerCon
     transport = request.transport
     if transport is None or transport.is_closing():
         raise IntegrationError("the request's connection is closed: nothing to take over")
-    # aiohttp serves no further request on this connection and leaves the transport alone
-    # once the route returns (its response is dropped: the transport is closed by then).
-    request.protocol.close()
-    return await accept_transport(transport=transport, head=request_head(request), **options)
+    protocol = request.protocol
+    # aiohttp serves no further request on this connection, and loses its reference to the
+    # transport: its writes (the route's response) then fail quietly instead of reaching
+    # the client between WebSocket frames, and it never closes what is wskit's.
+    protocol.close()
+    protocol.transport = None
+    try:
+        connection = await accept_transport(
+            transport=transport, head=request_head(request), **options
+        )
+    except BaseException:
+        protocol.connection_lost(None)
+        raise
+    # When the WebSocket ends, aiohttp forgets the connection as if TCP had closed under it.
+    ended = asyncio.ensure_future(connection.wait_closed())
+    ended.add_done_callback(lambda _: protocol.connection_lost(None))
+    connection.__dict__["_aiohttp_cleanup"] = ended  # the task lives as long as the connection
+    return connection

@@ -243,7 +243,10 @@ def app(
             elif kind == "lifespan":
                 await _lifespan(receive, send)
             return
-        connection = await accept(scope, receive, send, **options)
+        try:
+            connection = await accept(scope, receive, send, **options)
+        except ConnectionClosed:
+            return  # the client left before the handshake ended
         code = 1000
         try:
             await handler(connection)

@@ -105,6 +105,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.disconnected = False  # websocket.disconnect was queued for the app
         self.lost = False
         self.half_closed = False  # wrote EOF after the closing handshake or a failure
+        self.server_closing = False  # uvicorn shut the connection down (1012)
         self.denial: tuple[int, list[tuple[str, str]], bytearray] | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.keepalive_timer: asyncio.TimerHandle | None = None
@@ -150,9 +151,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self.handshake_complete:
             self._respond(500, "Server shutting down.\n")
         elif self.core.state is State.OPEN:
+            self.server_closing = True  # the app's next send gets ClientDisconnected
             self._disconnect(1012, "")
             self.core.send_close(1012, "")
-            self.close_sent = True
             self._process()
         else:
             self.transport.close()
@@ -306,7 +307,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def send(self, message: Message) -> None:
         await self.writable.wait()
-        if self.lost or (self.disconnected and not self.close_sent):
+        if self.lost or self.server_closing or (self.disconnected and not self.close_sent):
             raise ClientDisconnected()
         kind = message["type"]
         if not self.handshake_complete:
@@ -353,12 +354,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 raise ClientDisconnected() from None
             self._process()
         elif kind == "websocket.close":
-            self.close_sent = True
             code, reason = message.get("code", 1000), message.get("reason") or ""
             try:
                 self.core.send_close(code, reason)
             except LocalProtocolError:
+                if self.core.state is State.OPEN:
+                    raise  # a code or reason that may not be sent: the app's error
                 raise ClientDisconnected() from None
+            self.close_sent = True
             self._disconnect(code, reason)
             self._process()
         else:

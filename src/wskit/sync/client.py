@@ -111,8 +111,9 @@ def connect(
                 raise
         else:
             sock = socket.create_connection((wsuri.host, wsuri.port), timeout=open_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ssl is not None:
             sock.settimeout(remaining(deadline))
             sock = ssl.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)

@@ -175,6 +175,8 @@ class Connection:
         self._shut_write = False
         self._closed_event: Closed | None = None
         self._pings: dict[bytes, tuple[concurrent.futures.Future[float], float]] = {}
+        # Ping futures to resolve once the lock is released (see _settle).
+        self._settled: list[tuple[concurrent.futures.Future[float], float | BaseException]] = []
         self._close_deadline: float | None = None
         self._keepalive_deadline: float | None = None
         self._keepalive_mark = -1
@@ -281,6 +283,8 @@ class Connection:
                 finally:
                     if self._backlog:
                         self._flush(blocking=False)
+                    if self._settled:
+                        self._settle()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("no message within the timeout")
@@ -396,6 +400,7 @@ class Connection:
         :class:`~wskit.exceptions.ConnectionClosed` if the connection closes first.
         """
         payload = data.encode() if isinstance(data, str) else data
+        waiter: concurrent.futures.Future[float] = concurrent.futures.Future()
         with self._lock:
             if payload is None:
                 payload = secrets.token_bytes(4)
@@ -403,9 +408,14 @@ class Connection:
                     payload = secrets.token_bytes(4)
             elif payload in self._pings:
                 raise ConcurrencyError("already waiting for a pong with the same data")
-            self._call(self.core.send_ping, payload)
-            waiter: concurrent.futures.Future[float] = concurrent.futures.Future()
+            # Registered before the Ping goes out, so that no Pong can arrive unseen.
             self._pings[payload] = (waiter, time.monotonic())
+        try:
+            self._call(self.core.send_ping, payload)  # not under the lock: it may wait
+        except BaseException:
+            with self._lock:
+                self._pings.pop(payload, None)
+            raise
         self._flush(blocking=True)
         return waiter
 
@@ -477,28 +487,31 @@ class Connection:
                 if self._write_error is not None:
                     raise self._closed_exception()
             return
-        error: OSError | None = None
+        error: BaseException | None = None
         try:
             while True:
                 with self._lock:
                     chunks = self._backlog
                     self._backlog = []
                     chunks.extend(self.core.data_to_send())
-                    if not chunks or error is not None:
-                        break
-                try:
-                    self.socket.sendall(b"".join(chunks) if len(chunks) > 1 else chunks[0])
-                except OSError as exc:
-                    error = exc
-        finally:
+                    if not chunks:
+                        # Nothing left: stop writing in the same critical section that saw
+                        # it, so that whatever another thread queues next makes it the writer.
+                        self._writing = False
+                        self._written.set()
+                        self._shutdown_if_done()
+                        return
+                self.socket.sendall(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+        except BaseException as exc:  # OSError, or an interrupt: never leave _writing set
+            error = exc
             with self._lock:
                 self._writing = False
-                if error is not None and self._write_error is None:
-                    self._write_error = error
+                if self._write_error is None and isinstance(exc, OSError):
+                    self._write_error = exc
                     self._backlog = []
                 self._written.set()
-                if error is None:
-                    self._shutdown_if_done()
+            if not isinstance(exc, OSError):
+                raise
         if error is not None:
             self.logger.debug("write failed: %s", error)
             self._abort()
@@ -507,7 +520,12 @@ class Connection:
 
     def _shutdown_if_done(self) -> None:
         """Half-close TCP once the core says so and everything was written (lock held)."""
-        if self.core.should_close() and not self._shut_write and not self._writing:
+        if (
+            self.core.should_close()
+            and not self._shut_write
+            and not self._writing
+            and not self._backlog
+        ):
             self._shut_write = True
             with contextlib.suppress(OSError):
                 self.socket.shutdown(socket.SHUT_WR)
@@ -529,6 +547,7 @@ class Connection:
             # blocks). Drop TCP, which ends both.
             self._abort()
             self.wait_closed()
+        self._settle()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed and its socket too; False on timeout."""
@@ -602,6 +621,7 @@ class Connection:
                 self._abort()
                 self._written.wait()
             self._close_socket()
+            self._settle()
             self._done.set()
 
     def _read_once(self, selector: selectors.BaseSelector) -> bool:
@@ -631,6 +651,8 @@ class Connection:
                 self.core.receive_eof()
             self._process()
         self._flush(blocking=False)  # pongs, the Close echo
+        if self._settled:
+            self._settle()
         return bool(data)
 
     def _readable(self, selector: selectors.BaseSelector, timeout: float | None) -> bool:
@@ -728,11 +750,23 @@ class Connection:
         # A Pong answers its ping and every ping sent before it.
         for key in list(self._pings):
             waiter, sent_at = self._pings.pop(key)
-            if not waiter.done():
-                waiter.set_result(now - sent_at)
+            self._settled.append((waiter, now - sent_at))
             if key == payload:
                 self.latency = now - sent_at
                 break
+
+    def _settle(self) -> None:
+        """Resolve the ping futures answered or failed meanwhile: outside the lock, since a
+        future runs its callbacks at once and they may use this connection."""
+        with self._lock:
+            settled, self._settled = self._settled, []
+        for waiter, outcome in settled:
+            if waiter.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
 
     def _on_closed(self, event: Closed) -> None:
         self._closed_event = event
@@ -747,9 +781,7 @@ class Connection:
         self._message_ready.set()
         if self._pings:
             exc = self._closed_exception()
-            for waiter, _ in self._pings.values():
-                if not waiter.done():
-                    waiter.set_exception(exc)
+            self._settled.extend((waiter, exc) for waiter, _ in self._pings.values())
             self._pings.clear()
 
     def _abort(self) -> None:

@@ -200,6 +200,7 @@ class Server:
         self._idle = self._event_class()  # set: no connection thread runs
         self._idle.set()
         self._handshaking: set[socket.socket] = set()
+        self._local = threading.local()  # in_connection: this thread serves a connection
         self._shutdown = False
         self._serving = False
         self._served = self._event_class()
@@ -270,6 +271,7 @@ class Server:
         """One connection's thread: handshake, then the handler, then the close."""
         connection: WebSocketServerConnection | None = None
         sock = raw
+        self._local.in_connection = True
         try:
             with self._lock:
                 self._handshaking.add(raw)
@@ -280,6 +282,9 @@ class Server:
                 if self.ssl is not None:
                     raw.settimeout(remaining(deadline))
                     sock = self.ssl.wrap_socket(raw, server_side=True)
+                    with self._lock:  # wrap_socket detached raw: shutdown() needs this one
+                        self._handshaking.discard(raw)
+                        self._handshaking.add(sock)
                 connection = self._connection(sock)
                 opened = connection._handshake(deadline)
             except OSError as exc:  # TimeoutError and ssl.SSLError included
@@ -289,6 +294,7 @@ class Server:
             finally:
                 with self._lock:
                     self._handshaking.discard(raw)
+                    self._handshaking.discard(sock)
             if not opened:
                 sock.close()
                 return
@@ -339,34 +345,40 @@ class Server:
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001 (going away) and wait for their
-        threads (at most ``timeout`` seconds; None: as long as the close timeouts allow)."""
+        threads (at most ``timeout`` seconds; None: as long as the close timeouts and the
+        handlers take). Called again, it waits again.
+
+        From a handler (a connection's own thread), it starts all that and returns without
+        waiting: that thread is one of those it would wait for.
+        """
         with self._lock:
-            if self._shutdown:
-                return
+            first = not self._shutdown
             self._shutdown = True
             connections = list(self.connections)
             handshaking = list(self._handshaking)
-        with contextlib.suppress(OSError):
-            if self._wake_w is not None:
-                self._wake_w.send(b"x")
-        for sock in handshaking:
+        if first:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for connection in connections:
-            self._thread_class(
-                target=connection.close,
-                args=(1001, "server shutting down"),
-                daemon=True,
-                name="wskit-shutdown",
-            ).start()
-        self._idle.wait(timeout)
-        if self._serving:
-            self._served.wait(1.0)  # serve_forever() is on its way out
-        if self.socket is not None:
-            self.socket.close()
-        for wake in (self._wake_r, self._wake_w):
-            if wake is not None:
-                wake.close()
+                if self._wake_w is not None:
+                    self._wake_w.send(b"x")
+            if self._serving:
+                self._served.wait(1.0)  # serve_forever() is on its way out
+            if self.socket is not None:
+                self.socket.close()
+            for wake in (self._wake_r, self._wake_w):
+                if wake is not None:
+                    wake.close()
+            for sock in handshaking:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            for connection in connections:
+                self._thread_class(
+                    target=connection.close,
+                    args=(1001, "server shutting down"),
+                    daemon=True,
+                    name="wskit-shutdown",
+                ).start()
+        if not getattr(self._local, "in_connection", False):
+            self._idle.wait(timeout)
 
     def __enter__(self) -> Server:
         return self
