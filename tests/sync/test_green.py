@@ -1,4 +1,4 @@
-"""wskit.sync under green threads: gevent and eventlet with monkey-patching, and gevent
+"""wskit.sync under green threads: gevent and eventlet with monkey-patching, and both
 without it through the injected ``thread_class`` / ``event_class`` / ``selector_class``.
 
 Each case runs in a subprocess of its own (monkey-patching changes the whole interpreter),
@@ -117,6 +117,47 @@ def spawn(function, *args):
 """
 
 
+EVENTLET_UNPATCHED = """
+import eventlet
+import eventlet.green.selectors
+import eventlet.green.socket
+import eventlet.green.threading
+from eventlet import patcher
+from wskit.sync import connect, serve
+
+assert not patcher.is_monkey_patched("socket") and not patcher.is_monkey_patched("thread")
+
+classes = dict(
+    thread_class=eventlet.green.threading.Thread,
+    event_class=eventlet.green.threading.Event,
+    selector_class=eventlet.green.selectors.DefaultSelector,
+)
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+listener = eventlet.green.socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+port = listener.getsockname()[1]
+server = serve(echo, sock=listener, ping_interval=None, **classes)
+eventlet.spawn(server.serve_forever)
+print("patched", False)
+
+def client_kwargs():
+    sock = eventlet.green.socket.create_connection(("127.0.0.1", port))
+    return dict(sock=sock, ping_interval=None, **classes)
+
+class spawn:
+    def __init__(self, function, *args):
+        self.green = eventlet.spawn(function, *args)
+
+    def join(self, timeout):
+        self.green.wait()
+"""
+
+
 def run(script: str) -> list[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
@@ -156,4 +197,9 @@ def test_under_monkey_patching(patch: str, check_patched: str) -> None:
 
 def test_gevent_without_monkey_patching_through_injected_classes() -> None:
     lines = run(GEVENT_UNPATCHED)
+    assert lines == ["patched False", "clients [0, 1, 2]", "shutdown done"]
+
+
+def test_eventlet_without_monkey_patching_through_injected_classes() -> None:
+    lines = run(EVENTLET_UNPATCHED)
     assert lines == ["patched False", "clients [0, 1, 2]", "shutdown done"]
