@@ -15,15 +15,12 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +30,9 @@ from websockets.exceptions import ConnectionClosed as PeerClosed
 from websockets.typing import Subprotocol
 
 import wskit.asyncio
-from wskit.core import ClientConnection, State
-from wskit.core.events import Closed
+from tests.integrations import WAIT, free_port, server_process, violation_close_code
 from wskit.exceptions import ConnectionClosed, ConnectionClosedError
 from wskit.integrations.aiohttp import accept as aiohttp_accept
-
-ROOT = Path(__file__).resolve().parents[2]
-WAIT = 20.0
 
 #: The hosts, and whether each negotiates permessage-deflate on /echo.
 HOSTS = {
@@ -54,13 +47,6 @@ HOSTS = {
 #: a Close frame on a protocol violation. Documented in docs/asgi.md.
 HOST_CLIENT_CLOSE = {"hypercorn": (1006, "")}
 HOST_VIOLATION_CODE = {"hypercorn": 1006}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- wskit-core hosts
@@ -179,38 +165,9 @@ def asgi_server(host: str) -> Iterator[str]:
     """tests/integrations/asgi_app.py under uvicorn or hypercorn, in a process of its own."""
     server, _, variant = host.partition("-")
     port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integrations.asgi_app", server, str(port), variant],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{host} exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"{host} did not listen on {port}"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            _, errors = process.communicate(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, errors = process.communicate()
-    assert "Traceback" not in errors, errors
+    command = [sys.executable, "-m", "tests.integrations.asgi_app", server, str(port), variant]
+    with server_process(host, command, port) as address:
+        yield address
 
 
 @pytest.fixture(scope="module", params=list(HOSTS))
@@ -318,21 +275,7 @@ def test_message_over_the_limit_closes_with_1009(host: tuple[str, str]) -> None:
 
 def test_protocol_violation_closes_with_1002(host: tuple[str, str]) -> None:
     name, address = host
-    core = ClientConnection(f"ws://{address}/echo-plain", extensions=[])
-    core.send_request()
-    hostname, port = address.split(":")
-    with socket.create_connection((hostname, int(port)), timeout=WAIT) as sock:
-        sock.sendall(b"".join(core.data_to_send()))
-        while core.state is State.CONNECTING:
-            core.receive_data(sock.recv(65536))
-        core.events()
-        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
-        with contextlib.suppress(ConnectionResetError):
-            while data := sock.recv(65536):
-                core.receive_data(data)
-    core.receive_eof()
-    closed = [e for e in core.events() if isinstance(e, Closed)]
-    assert closed and closed[0].code == HOST_VIOLATION_CODE.get(name, 1002), closed
+    assert violation_close_code(address, "/echo-plain") == HOST_VIOLATION_CODE.get(name, 1002)
 
 
 def test_asgi_app_mounts_a_wskit_handler_under_uvicorn() -> None:

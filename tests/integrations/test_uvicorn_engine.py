@@ -10,16 +10,13 @@ compression on and off (``--ws-per-message-deflate``), a message over ``--ws-max
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed as PeerClosed
@@ -27,21 +24,11 @@ from websockets.sync.client import connect as peer_connect
 from websockets.typing import Subprotocol
 
 import wskit.sync
-from wskit.core import ClientConnection, State
-from wskit.core.events import Closed
+from tests.integrations import WAIT, free_port, server_process, violation_close_code
 from wskit.exceptions import ConnectionClosedError, InvalidStatus
 
-ROOT = Path(__file__).resolve().parents[2]
-WAIT = 20.0
 ENGINE = "wskit.integrations.uvicorn:WebSocketProtocol"
 MAX_SIZE = 2 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module", params=["deflate", "plain"])
@@ -49,56 +36,15 @@ def uvicorn_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]
     """The Starlette app under uvicorn with wskit's engine; yields (address, deflate)."""
     deflate = request.param == "deflate"
     port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.integrations.starlette_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            ENGINE,
-            "--ws-max-size",
-            str(MAX_SIZE),
-            "--ws-per-message-deflate",
-            str(deflate).lower(),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"uvicorn exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "uvicorn did not listen"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}", deflate
-    finally:
-        process.terminate()
-        try:
-            _, errors = process.communicate(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, errors = process.communicate()
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.integrations.starlette_app:app",
+        "--host", "127.0.0.1", "--port", str(port), "--ws", ENGINE,
+        "--ws-max-size", str(MAX_SIZE), "--ws-per-message-deflate", str(deflate).lower(),
+        "--log-level", "warning",
+    ]  # fmt: skip
     # The only tracebacks are those of the two routes that fail on purpose.
-    assert errors.count("Traceback") <= errors.count("route failed"), errors
+    with server_process("uvicorn", command, port, expected_errors="route failed") as address:
+        yield address, deflate
 
 
 def test_messages_subprotocol_headers_and_compression(uvicorn_server: tuple[str, bool]) -> None:
@@ -190,21 +136,7 @@ def test_message_over_ws_max_size_closes_with_1009(uvicorn_server: tuple[str, bo
 
 def test_protocol_violation_closes_with_1002(uvicorn_server: tuple[str, bool]) -> None:
     address, _ = uvicorn_server
-    core = ClientConnection(f"ws://{address}/echo", extensions=[])
-    core.send_request()
-    host, port = address.split(":")
-    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
-        sock.sendall(b"".join(core.data_to_send()))
-        while core.state is State.CONNECTING:
-            core.receive_data(sock.recv(65536))
-        core.events()
-        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
-        with contextlib.suppress(ConnectionResetError):
-            while data := sock.recv(65536):
-                core.receive_data(data)
-    core.receive_eof()
-    closed = [e for e in core.events() if isinstance(e, Closed)]
-    assert closed and closed[0].code == 1002, closed
+    assert violation_close_code(address, "/echo") == 1002
 
 
 def test_a_bad_upgrade_is_answered_by_the_engine(uvicorn_server: tuple[str, bool]) -> None:

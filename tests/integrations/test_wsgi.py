@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,22 +28,10 @@ from websockets.sync.client import connect as peer_connect
 from websockets.typing import Subprotocol
 
 import wskit.sync
+from tests.integrations import WAIT, free_port, server_process, violation_close_code
 from tests.integrations.wsgi_app import SERVERS
-from wskit.core import ClientConnection, State
-from wskit.core.events import Closed
 from wskit.exceptions import ConnectionClosedError, IntegrationError
 from wskit.integrations.wsgi import accept, request_head
-
-ROOT = Path(__file__).resolve().parents[2]
-#: Seconds for a server to start, and for any one step.
-WAIT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def command(server: str, port: int, scratch: Path) -> list[str]:
@@ -66,43 +52,13 @@ def command(server: str, port: int, scratch: Path) -> list[str]:
 def wsgi_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """The app under one server; yields ``127.0.0.1:port``."""
+    """The app under one server; yields ``127.0.0.1:port``. No view may fail: an error in
+    a WebSocket route is logged with a traceback."""
     server: str = request.param
     port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")])
-    )
-    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"  # eventlet announces its retirement
-    process = subprocess.Popen(
-        command(server, port, tmp_path_factory.mktemp(server)),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{server} exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"{server} did not listen on {port}"
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            _, errors = process.communicate(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, errors = process.communicate()
-    # No view failed: an error inside a WebSocket route is logged with a traceback.
-    assert "Traceback" not in errors, errors
+    scratch = tmp_path_factory.mktemp(server)
+    with server_process(server, command(server, port, scratch), port) as address:
+        yield address
 
 
 def http_get(address: str, path: str) -> bytes:
@@ -196,19 +152,7 @@ def test_message_over_the_limit_closes_with_1009(wsgi_server: str) -> None:
 
 
 def test_protocol_violation_closes_with_1002(wsgi_server: str) -> None:
-    core = ClientConnection(f"ws://{wsgi_server}/echo-plain", extensions=[])
-    core.send_request()
-    host, port = wsgi_server.split(":")
-    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
-        sock.sendall(b"".join(core.data_to_send()))
-        while core.state is State.CONNECTING:
-            core.receive_data(sock.recv(65536))
-        core.events()
-        sock.sendall(b"\x83\x80abcd")  # reserved opcode 0x3, masked, empty
-        while data := sock.recv(65536):
-            core.receive_data(data)
-    closed = [e for e in core.events() if isinstance(e, Closed)]
-    assert closed and closed[0].code == 1002
+    assert violation_close_code(wsgi_server, "/echo-plain") == 1002
 
 
 def test_a_view_returning_at_once_after_the_close_sends_nothing_more(wsgi_server: str) -> None:
