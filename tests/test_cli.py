@@ -56,9 +56,10 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-@pytest.fixture
-def demo() -> Iterator[int]:
-    proc, port = start("serve")
+@pytest.fixture(params=["asyncio", "sync"])
+def demo(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The demo server on each front end (``--front-end``): the same page and endpoints."""
+    proc, port = start("serve", "--front-end", request.param)
     yield port
     stop(proc)
 
