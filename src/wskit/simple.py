@@ -92,10 +92,10 @@ def _max_size(max_message_size: int | None) -> int:
     return DEFAULT_MAX_MESSAGE_SIZE if max_message_size is None else max_message_size
 
 
-class Base:
-    """What the blocking server and client share: ``receive``, ``send``, ``close``."""
+class _State:
+    """The connection's state, with simple-websocket's names (every class here)."""
 
-    ws: wskit.sync.Connection
+    ws: wskit.sync.Connection | wskit.asyncio.Connection | asgi_integration.AsgiConnection
 
     @property
     def subprotocol(self) -> str | None:
@@ -117,6 +117,29 @@ class Base:
     def close_message(self) -> str | None:
         """The close reason received, if any."""
         return self.ws.close_reason or None
+
+
+class _ChoosesSubprotocol:
+    """simple-websocket's subprotocol choice (both servers)."""
+
+    subprotocols: list[str]
+
+    def choose_subprotocol(self, request: Request) -> str | None:
+        """The subprotocol to use: by default the first one the client offers that is in
+        ``subprotocols``. Override it to choose otherwise."""
+        for protocol in request.subprotocols:
+            if protocol in self.subprotocols:
+                return protocol
+        return None
+
+    def _select_subprotocol(self, connection: Any, offered: Sequence[str]) -> str | None:
+        return self.choose_subprotocol(connection.request)
+
+
+class Base(_State):
+    """What the blocking server and client share: ``receive``, ``send``, ``close``."""
+
+    ws: wskit.sync.Connection
 
     def send(self, data: Data) -> None:
         """Send ``data``: bytes as a binary message, anything else as text."""
@@ -146,7 +169,7 @@ class Base:
         self.ws.close(CloseReason.NORMAL_CLOSURE if reason is None else reason, message or "")
 
 
-class Server(Base):
+class Server(_ChoosesSubprotocol, Base):
     """The server side of a WebSocket connection inside a WSGI request (Flask, ...).
 
     Create it with :meth:`accept`. Works under the servers that hand their sockets over:
@@ -193,17 +216,6 @@ class Server(Base):
         """Accept the WebSocket connection of the WSGI request ``environ``."""
         return cls(environ, **kwargs)
 
-    def choose_subprotocol(self, request: Request) -> str | None:
-        """The subprotocol to use: by default the first one the client offers that is in
-        ``subprotocols``. Override it to choose otherwise."""
-        for protocol in request.subprotocols:
-            if protocol in self.subprotocols:
-                return protocol
-        return None
-
-    def _select_subprotocol(self, connection: Any, offered: Sequence[str]) -> str | None:
-        return self.choose_subprotocol(connection.request)
-
 
 class Client(Base):
     """A blocking WebSocket client. Create it with :meth:`connect`."""
@@ -248,31 +260,10 @@ class Client(Base):
         return cls(url, **kwargs)
 
 
-class AioBase:
+class AioBase(_State):
     """What the asyncio server and client share: ``receive``, ``send``, ``close``."""
 
     ws: wskit.asyncio.Connection | asgi_integration.AsgiConnection
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, if any."""
-        return self.ws.subprotocol
-
-    @property
-    def connected(self) -> bool:
-        """True until the connection closes."""
-        return self.ws.close_code is None
-
-    @property
-    def close_reason(self) -> int:
-        """The close code received (1005 if none was, or while the connection is open)."""
-        code = self.ws.close_code
-        return CloseReason.NO_STATUS_RCVD if code is None else code
-
-    @property
-    def close_message(self) -> str | None:
-        """The close reason received, if any."""
-        return self.ws.close_reason or None
 
     async def send(self, data: Data) -> None:
         """Send ``data``: bytes as a binary message, anything else as text."""
@@ -318,7 +309,7 @@ class AioBase:
         await self.ws.close(code, message or "")
 
 
-class AioServer(AioBase):
+class AioServer(_ChoosesSubprotocol, AioBase):
     """The server side of a WebSocket connection in an asyncio web app: an aiohttp route,
     an ASGI app, or a raw socket. Create it with :meth:`accept`."""
 
@@ -378,17 +369,6 @@ class AioServer(AioBase):
         except InvalidHandshake as exc:
             raise ConnectionError(exc.status) from exc
         return self
-
-    def choose_subprotocol(self, request: Request) -> str | None:
-        """The subprotocol to use: by default the first one the client offers that is in
-        ``subprotocols``. Override it to choose otherwise."""
-        for protocol in request.subprotocols:
-            if protocol in self.subprotocols:
-                return protocol
-        return None
-
-    def _select_subprotocol(self, connection: Any, offered: Sequence[str]) -> str | None:
-        return self.choose_subprotocol(connection.request)
 
 
 class AioClient(AioBase):
