@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -556,6 +557,27 @@ async def test_oversized_head_gets_431() -> None:
     junk = "".join(f"X-Junk-{i}: {'y' * 100}\r\n" for i in range(200))
     async with serve(echo, "127.0.0.1", 0) as server:
         answer = await raw_exchange(server.port, UPGRADE.format(version="13", extra=junk).encode())
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_refusal_survives_the_unread_rest_of_the_request() -> None:
+    # The server refuses a 600 KiB head (more than one read) after 16 KiB; closing with the
+    # rest unread would reset the connection, and a client that had not read the 431 yet
+    # would lose it. The server half-closes and drains instead: the answer is still there.
+    junk = "".join(f"X-Junk-{i}: {'y' * 100}\r\n" for i in range(6000))
+    head = UPGRADE.format(version="13", extra=junk).encode()
+
+    def slow_reader(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(head)
+            time.sleep(0.3)  # the server answered and closed its side meanwhile
+            chunks = []
+            while data := sock.recv(65536):
+                chunks.append(data)
+            return b"".join(chunks)
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        answer = await asyncio.to_thread(slow_reader, server.port)
     assert answer.startswith(b"HTTP/1.1 431 ")
 
 

@@ -523,6 +523,18 @@ def test_connect_times_out_on_a_silent_server() -> None:
         listener.close()
 
 
+def test_a_refusal_survives_the_unread_rest_of_the_request() -> None:
+    # The server refuses a 600 KiB head after 16 KiB; closing with the rest unread would reset
+    # the connection and the client would lose the 431 (CI saw that once). The server
+    # half-closes and drains instead: the answer is still there after a pause.
+    with running(echo) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        with sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n" + (b"X: " + b"y" * 100 + b"\r\n") * 6000)
+            time.sleep(0.3)  # the server answered and closed its side meanwhile
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 431 ")
+
+
 def test_bad_requests_get_http_errors() -> None:
     upgrade = (
         "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

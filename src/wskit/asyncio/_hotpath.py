@@ -190,7 +190,7 @@ class HotPath:
             return
         if core.should_close():
             if not self.transport.is_closing():
-                self.transport.close()
+                self._close_transport()
         elif core.close_expected() and self._close_timer is None and self.close_timeout:
             self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
@@ -388,6 +388,10 @@ class HotPath:
 
     def _abort(self) -> None:
         """The closing handshake timed out: drop TCP."""
+        raise NotImplementedError
+
+    def _close_transport(self) -> None:
+        """Close TCP once what is queued is written (the core said so)."""
         raise NotImplementedError
 
     async def _drain(self) -> None:

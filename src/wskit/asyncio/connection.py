@@ -21,6 +21,7 @@ from wskit.asyncio._hotpath import HotPath
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
 from wskit.core.events import Closed, Request, Response
+from wskit.core.limits import LINGER_TIMEOUT
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -543,6 +544,22 @@ class Connection(HotPath, asyncio.BufferedProtocol):
                 delay = self.ping_timeout
         self._keepalive_mark = received
         self._keepalive_timer = self.loop.call_later(delay, self._keepalive)
+
+    def _close_transport(self) -> None:
+        """Close TCP once what is queued is written.
+
+        A server that refused the opening handshake half-closes instead and lets the client
+        close (at most ``LINGER_TIMEOUT`` later): closing with the rest of an oversized request
+        unread would reset the connection and could destroy the refusal before it is read.
+        """
+        transport = self.transport
+        core = self.core
+        response = None if core.is_client else getattr(core, "response", None)
+        if response is None or response.status == 101 or not transport.can_write_eof():
+            transport.close()
+        elif self._close_timer is None:
+            transport.write_eof()
+            self._close_timer = self.loop.call_later(LINGER_TIMEOUT, transport.close)
 
     def _abort(self) -> None:
         """The peer did not finish the closing handshake in time: drop TCP."""

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
     "DEFAULT_MAX_LINE_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "LINGER_TIMEOUT",
     "Limits",
 ]
 
@@ -40,6 +41,11 @@ DEFAULT_MAX_LINE_SIZE = 8 * 1024
 #: Body of a non-101 response a client reads to report it: websockets reads at most 1 MiB;
 #: a rejection page has no reason to be larger than 64 KiB.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024
+#: A server that refused the opening handshake half-closes TCP, then reads and discards what
+#: the client still sends for at most this many seconds before it closes: closing with unread
+#: bytes would reset the connection and could destroy the answer before the client read it
+#: (RFC 9112 9.6, "Tear-down"; Apache's lingering close waits 2 s).
+LINGER_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,12 @@ from wskit.core.extensions import (
     extension_factories,
 )
 from wskit.core.headers import HeadersLike
-from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
+from wskit.core.limits import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    LINGER_TIMEOUT,
+    Limits,
+)
 from wskit.exceptions import ConnectionClosed, InvalidHandshake
 from wskit.sync.connection import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -68,6 +73,26 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 29\r\nConnection: close\r\n\r\nToo many connections, sorry.\n"
 )
+
+
+def _linger_close(sock: socket.socket) -> None:
+    """Close a connection whose handshake was refused without resetting it.
+
+    Half-close, then read and discard what the client still sends until it closes (at most
+    ``LINGER_TIMEOUT`` seconds): closing with unread bytes would send a reset that can destroy
+    the refusal before the client read it (RFC 9112 9.6).
+    """
+    deadline = time.monotonic() + LINGER_TIMEOUT
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(READ_SIZE):
+                break
+    except OSError:  # TimeoutError, a reset, a TLS socket that cannot half-close
+        pass
+    finally:
+        sock.close()
 
 
 class WebSocketServerConnection(Connection):
@@ -286,7 +311,9 @@ class Server:
                         self._handshaking.discard(raw)
                         self._handshaking.add(sock)
                 connection = self._connection(sock)
-                opened = connection._handshake(deadline)
+                if not connection._handshake(deadline):
+                    _linger_close(sock)  # still listed: shutdown() cuts the linger short
+                    return
             except OSError as exc:  # TimeoutError and ssl.SSLError included
                 self.logger.info("opening handshake failed: %s", exc)
                 sock.close()
@@ -295,9 +322,6 @@ class Server:
                 with self._lock:
                     self._handshaking.discard(raw)
                     self._handshaking.discard(sock)
-            if not opened:
-                sock.close()
-                return
             sock.settimeout(None)
             with self._lock:
                 shutting_down = self._shutdown
