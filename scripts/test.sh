@@ -157,15 +157,17 @@ else
         # What these suites need (same bounds as the "test" extra): the core checks its bytes
         # against websockets' and wsproto's sans-I/O layers, and permessage-deflate against
         # zlib-ng; the asyncio and threads tests use trustme, the threads tests gevent and
-        # eventlet; the public-API test imports every module, uvicorn's engine included.
+        # eventlet, the trio tests trio; the public-API test imports every module, uvicorn's
+        # engine included.
         ".venv-$version/bin/python" -m pip install -q -e . 'pytest>=8' 'pytest-timeout>=2.3' \
             'hypothesis>=6.100' 'websockets>=14' 'wsproto>=1.2' 'trustme>=1.1' 'zlib-ng>=0.5' \
-            'gevent>=24.2' 'eventlet>=0.36' 'uvicorn>=0.30'
+            'gevent>=24.2' 'eventlet>=0.36' 'uvicorn>=0.30' 'trio>=0.25' 'trio-websocket>=0.12'
         echo "Python $version:"
         # The core, and the front ends whose sockets and transports differ between versions
         # (the browser tests run once, in the main run).
         ".venv-$version/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" \
-            tests/core tests/asyncio tests/sync tests/test_cli.py tests/test_public_api.py
+            tests/core tests/asyncio tests/sync tests/trio tests/test_cli.py \
+            tests/test_public_api.py
     done
 fi
 

@@ -68,6 +68,9 @@ THIRD_PARTY_ALLOWED: dict[str, frozenset[str] | None] = {
     "wskit.asyncio": frozenset({"uvloop"}),
     # The faster DEFLATE of the "speed" extra, chosen once for every front end; optional.
     "wskit._zlib": frozenset({"zlib_ng"}),
+    # The trio front end and trio-websocket's API on it (the "trio" extra).
+    "wskit.trio": frozenset({"trio"}),
+    "wskit.trio_websocket": frozenset({"trio"}),
 }
 # Third-party modules that no extra is needed for the importing module to work without: they
 # must be imported inside ``try: ... except ImportError:``.
