@@ -181,11 +181,63 @@ def run_sync(settings: Settings) -> int:
     return _report(count, errors, hangs)
 
 
-# Front end name -> runner. A runner imports its own front end, so adding "trio" here never
-# makes the other runners depend on it.
+# --- trio -----------------------------------------------------------------------------------
+
+
+def _trio_connect(settings: Settings, url: str) -> AbstractAsyncContextManager[Any]:
+    import wskit.trio  # noqa: PLC0415
+
+    return wskit.trio.connect(
+        url,
+        compression="deflate",
+        max_size=settings.max_size,
+        max_fragments=settings.max_fragments,
+        ping_interval=None,
+    )
+
+
+async def _trio_main(settings: Settings) -> int:
+    import trio  # noqa: PLC0415
+
+    async with _trio_connect(settings, settings.case_count_url()) as ws:
+        message = await ws.recv()
+    count = int(message.decode() if isinstance(message, bytes) else message)
+    _log(f"{count} cases at {settings.url}, agent {settings.agent}")
+
+    errors = hangs = 0
+    for case in range(1, count + 1):
+        try:
+            with trio.fail_after(CASE_TIMEOUT):
+                async with _trio_connect(settings, settings.case_url(case)) as ws:
+                    async for message in ws:
+                        await ws.send(message)
+        except trio.TooSlowError:
+            hangs += 1
+            _log(f"case {case}: still running after {CASE_TIMEOUT:.0f} s; abandoned")
+        except (WebSocketError, OSError, trio.BrokenResourceError) as exc:
+            errors += 1
+            if settings.verbose:
+                _log(f"case {case}: {type(exc).__name__}: {exc}")
+
+    async with _trio_connect(settings, settings.update_reports_url()) as ws:
+        async for _ in ws:  # the server closes once the report is written
+            pass
+    return _report(count, errors, hangs)
+
+
+def run_trio(settings: Settings) -> int:
+    """Run every case with ``wskit.trio.connect`` under ``trio.run``."""
+    import trio  # noqa: PLC0415
+
+    return trio.run(_trio_main, settings)
+
+
+# Front end name -> runner. A runner imports its own front end, so that one front end missing
+# (trio not installed) never breaks the others.
 RUNNERS: dict[str, Callable[[Settings], int]] = {
     "asyncio": run_asyncio,
     "sync": run_sync,
+    "trio": run_trio,
 }
 
 

@@ -56,7 +56,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-@pytest.fixture(params=["asyncio", "sync"])
+@pytest.fixture(params=["asyncio", "sync", "trio"])
 def demo(request: pytest.FixtureRequest) -> Iterator[int]:
     """The demo server on each front end (``--front-end``): the same page and endpoints."""
     proc, port = start("serve", "--front-end", request.param)

@@ -71,6 +71,8 @@ THIRD_PARTY_ALLOWED: dict[str, frozenset[str] | None] = {
     # The trio front end and trio-websocket's API on it (the "trio" extra).
     "wskit.trio": frozenset({"trio"}),
     "wskit.trio_websocket": frozenset({"trio"}),
+    # ``serve --front-end trio``, imported inside the function that runs it.
+    "wskit.cli": frozenset({"trio"}),
 }
 # Third-party modules that no extra is needed for the importing module to work without: they
 # must be imported inside ``try: ... except ImportError:``.

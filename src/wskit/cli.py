@@ -5,9 +5,10 @@
 * ``python -m wskit serve --echo`` echoes every message on every path, with permessage-deflate
   and a settable ``--max-size``: the server used by the conformance and interop tests.
 * ``--front-end sync`` serves either with the threads front end (:mod:`wskit.sync`) instead
-  of asyncio; ``--front-end uvicorn`` serves the echo server as an ASGI app under uvicorn
-  with wskit's WebSocket engine (:mod:`wskit.integrations.uvicorn`; uvicorn must be
-  installed).
+  of asyncio, ``--front-end trio`` with the Trio one (:mod:`wskit.trio`; trio must be
+  installed: ``pip install wskit[trio]``); ``--front-end uvicorn`` serves the echo server
+  as an ASGI app under uvicorn with wskit's WebSocket engine
+  (:mod:`wskit.integrations.uvicorn`; uvicorn must be installed).
 * ``python -m wskit connect URL`` sends each line typed and prints what comes back; Ctrl-D
   closes the connection with 1000.
 """
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import wskit.sync
 from wskit.asyncio import Connection, WebSocketServerConnection, connect, serve
@@ -95,7 +97,7 @@ def sync_demo_handler(ws: wskit.sync.WebSocketServerConnection) -> None:
 
 
 def demo_process_request(
-    ws: WebSocketServerConnection | wskit.sync.WebSocketServerConnection, request: Request
+    ws: WebSocketServerConnection | wskit.sync.WebSocketServerConnection | Any, request: Request
 ) -> Response | None:
     """Serve the page at ``/``, 404 for unknown paths, WebSocket upgrades elsewhere."""
     path = request.path
@@ -177,6 +179,52 @@ def run_sync_server(args: argparse.Namespace) -> None:
         logging.getLogger("wskit.server").debug("shut down in %.2f s", time.monotonic() - started)
 
 
+def run_trio_server(args: argparse.Namespace) -> None:
+    # Imported here: only this front end needs trio installed.
+    import trio  # noqa: PLC0415
+
+    import wskit.trio  # noqa: PLC0415
+
+    async def echo(ws: wskit.trio.Connection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def demo(ws: wskit.trio.WebSocketServerConnection) -> None:
+        if ws.request.path != "/time":
+            await echo(ws)
+            return
+        while True:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            try:
+                await ws.send(now.isoformat(timespec="seconds"))
+            except ConnectionClosed:
+                return
+            with trio.move_on_after(TIME_PERIOD):
+                try:
+                    await ws.recv()  # messages on /time are ignored
+                except ConnectionClosed:
+                    return
+
+    async def main() -> None:
+        async with wskit.trio.serve(
+            echo if args.echo else demo,
+            args.host,
+            args.port,
+            process_request=None if args.echo else demo_process_request,
+            compression=None if args.no_compression else "deflate",
+            max_size=args.max_size,
+            max_fragments=args.max_fragments,
+            ping_interval=None if args.no_ping else 20.0,
+        ) as server:
+            what = "echo server" if args.echo else "demo server"
+            print(f"wskit {what} (trio) on http://{args.host}:{server.port}/", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break  # leaving the block closes every connection with 1001
+
+    trio.run(main)
+
+
 def run_uvicorn_server(args: argparse.Namespace) -> None:
     # Imported here: only this front end needs uvicorn installed.
     from wskit.integrations import asgi, uvicorn  # noqa: PLC0415
@@ -256,9 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--echo", action="store_true", help="echo every message on every path")
     server.add_argument(
         "--front-end",
-        choices=("asyncio", "sync", "uvicorn"),
+        choices=("asyncio", "sync", "trio", "uvicorn"),
         default="asyncio",
-        help="asyncio (the default), sync (threads), or uvicorn (with --echo only)",
+        help="asyncio (the default), sync (threads), trio, or uvicorn (with --echo only)",
     )
     client = sub.add_parser("connect", help="an interactive client")
     client.add_argument("url")
@@ -285,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.front_end == "sync":
                 run_sync_server(args)
+            elif args.front_end == "trio":
+                run_trio_server(args)
             elif args.front_end == "uvicorn":
                 if not args.echo:
                     print("--front-end uvicorn serves the echo server: add --echo", file=sys.stderr)

@@ -72,7 +72,7 @@ SERVER_START_TIMEOUT = 30.0
 #: The front ends under test; each has a server (``--front-end`` of ``python -m wskit serve``)
 #: and a client runner in compliance/autobahn_client.py. "uvicorn" is uvicorn with wskit's
 #: WebSocket engine (wskit.integrations.uvicorn): a server only.
-FRONT_ENDS = ("asyncio", "sync")
+FRONT_ENDS = ("asyncio", "sync", "trio")
 SERVERS = (*FRONT_ENDS, "uvicorn")
 #: Front ends that run every case in a default run; the others skip QUICK_EXCLUDED.
 FULL_BY_DEFAULT = frozenset({"asyncio"})

@@ -122,6 +122,7 @@ class Connection(trio.abc.AsyncResource):
         self.latency: float | None = None
         self._write_lock = trio.StrictFIFOLock()
         self._message_lock = trio.StrictFIFOLock()  # the frames of one message stay together
+        self._fragments_text = False  # the kind of the fragmented message being sent
         self._messages: deque[Data] = deque()
         self._message_ready = trio.Event()
         self._space = trio.Event()  # set: the background task may read
@@ -291,33 +292,41 @@ class Connection(trio.abc.AsyncResource):
                 await self._write(core.send_binary, message, True, compress)
         elif isinstance(message, Iterable):
             async with self._message_lock:
-                await self._send_fragments(_aiter(message), compress)
+                first = True
+                for fragment in message:
+                    first = await self._send_fragment(fragment, first, compress)
+                await self._end_fragments(first)
         elif isinstance(message, AsyncIterable):
             async with self._message_lock:
-                await self._send_fragments(message.__aiter__(), compress)
+                first = True
+                async for fragment in message:
+                    first = await self._send_fragment(fragment, first, compress)
+                await self._end_fragments(first)
         else:
             raise TypeError(f"cannot send {type(message).__name__}")
 
-    async def _send_fragments(self, fragments: AsyncIterator[Data], compress: bool) -> None:
+    async def _send_fragment(self, fragment: Data, first: bool, compress: bool) -> bool:
+        """Send one frame of a fragmented message; False from then on."""
         core = self.core
-        kind: type | None = None
-        async for fragment in fragments:
-            if kind is None:
-                if isinstance(fragment, str):
-                    kind = str
-                    await self._write(core.send_text, fragment, False, compress)
-                elif isinstance(fragment, (bytes, bytearray, memoryview)):
-                    kind = bytes
-                    await self._write(core.send_binary, fragment, False, compress)
-                else:
-                    raise TypeError(f"cannot send {type(fragment).__name__}")
-            elif isinstance(fragment, str) != (kind is str):
-                await self._write(core.finish_message)
-                raise TypeError("a fragmented message mixes str and bytes")
+        if first:
+            if isinstance(fragment, str):
+                self._fragments_text = True
+                await self._write(core.send_text, fragment, False, compress)
+            elif isinstance(fragment, (bytes, bytearray, memoryview)):
+                self._fragments_text = False
+                await self._write(core.send_binary, fragment, False, compress)
             else:
-                await self._write(core.send_continuation, fragment, False)
-        if kind is not None:
+                raise TypeError(f"cannot send {type(fragment).__name__}")
+        elif isinstance(fragment, str) != self._fragments_text:
             await self._write(core.finish_message)
+            raise TypeError("a fragmented message mixes str and bytes")
+        else:
+            await self._write(core.send_continuation, fragment, False)
+        return False
+
+    async def _end_fragments(self, first: bool) -> None:
+        if not first:
+            await self._write(self.core.finish_message)
 
     async def ping(self, data: str | bytes | None = None) -> float:
         """Send a Ping and wait for the matching Pong; return the round-trip time in seconds.
@@ -642,11 +651,6 @@ class Connection(trio.abc.AsyncResource):
             for waiter in self._pings.values():
                 waiter.settle(exc)
             self._pings.clear()
-
-
-async def _aiter(items: Iterable[Data]) -> AsyncIterator[Data]:
-    for item in items:
-        yield item
 
 
 def _timeout(seconds: float | None) -> float:
