@@ -13,6 +13,7 @@ import trio
 
 from wskit.core import ClientConnection, State
 from wskit.core.events import Event, Response
+from wskit.core.limits import Limits
 
 #: Seconds any one test may take before it fails (never a hang).
 WAIT = 15.0
@@ -41,8 +42,12 @@ class RawClient:
         self.core = core
 
     @classmethod
-    async def open(cls, port: int | None, path: str = "/") -> RawClient:
-        core = ClientConnection(f"ws://127.0.0.1:{port}{path}", extensions=[])
+    async def open(
+        cls, port: int | None, path: str = "/", max_size: int | None = 1 << 20
+    ) -> RawClient:
+        core = ClientConnection(
+            f"ws://127.0.0.1:{port}{path}", extensions=[], limits=Limits.for_size(max_size)
+        )
         core.send_request()
         stream = await trio.open_tcp_stream("127.0.0.1", port or 0)
         await stream.send_all(b"".join(core.data_to_send()))
