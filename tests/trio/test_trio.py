@@ -525,3 +525,36 @@ def test_max_queue_pauses_reading_and_aclose_still_works() -> None:
             await closed_by_server.wait()
 
     run(main)
+
+
+def test_a_peer_that_reads_nothing_is_dropped_by_keepalive() -> None:
+    # The handler's send blocks on a full socket buffer; keepalive notices that nothing
+    # arrives, fails the connection with 1011, and the close timer drops TCP: the blocked send
+    # ends with ConnectionClosedError instead of hanging.
+    outcome: list[BaseException] = []
+
+    async def flood(ws: WebSocketServerConnection) -> None:
+        try:
+            await ws.send(b"x" * (64 << 20))
+        except ConnectionClosed as exc:
+            outcome.append(exc)
+
+    async def main() -> None:
+        async with serve(
+            flood,
+            "127.0.0.1",
+            0,
+            compression=None,
+            ping_interval=0.2,
+            ping_timeout=0.2,
+            close_timeout=0.3,
+        ) as server:
+            raw = await RawClient.open(server.port)  # reads nothing, answers nothing
+            start = trio.current_time()
+            while not outcome:
+                await trio.sleep(0.05)
+            assert trio.current_time() - start < 5
+            await raw.stream.aclose()
+        assert isinstance(outcome[0], ConnectionClosedError)
+
+    run(main)

@@ -497,7 +497,7 @@ class Connection(trio.abc.AsyncResource):
             with trio.CancelScope() as self._run_scope:
                 task_status.started()
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._timers)
+                    nursery.start_soon(self._timers, nursery)
                     await self._read_loop()
                     nursery.cancel_scope.cancel()
         except Exception:  # pragma: no cover - a bug: do not die silently
@@ -536,8 +536,13 @@ class Connection(trio.abc.AsyncResource):
             if not data:
                 return
 
-    async def _timers(self) -> None:
-        """Fire the keepalive and close timers when due (the close timer drops TCP)."""
+    async def _timers(self, nursery: trio.Nursery) -> None:
+        """Fire the keepalive and close timers when due (the close timer drops TCP).
+
+        This task never writes itself: a write can block on a peer that reads nothing, and
+        the close timer must still fire then. A keepalive ping goes out from a task of its
+        own (or with the frames of the task writing at the time).
+        """
         while True:
             with trio.CancelScope(deadline=self._next_deadline()) as scope:
                 self._timer_scope = scope
@@ -550,7 +555,7 @@ class Connection(trio.abc.AsyncResource):
                 return
             if now >= self._keepalive_deadline:
                 self._keepalive(now)
-                await self._flush_if_free()
+                nursery.start_soon(self._flush_if_free)
 
     def _next_deadline(self) -> float:
         return min(self._close_deadline, self._keepalive_deadline)
