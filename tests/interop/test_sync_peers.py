@@ -102,6 +102,7 @@ def test_wskit_server_compression_on_the_wire(payloads: Payloads, compression: s
 
     def handler(ws: wskit.sync.Connection) -> None:
         before = ws.statistics().bytes_received
+        ws.send("ready")  # the peer sends once this is counted: nothing is read before it
         message = ws.recv(timeout=STEP)
         sizes.append(ws.statistics().bytes_received - before)
         ws.send(message)
@@ -110,6 +111,7 @@ def test_wskit_server_compression_on_the_wire(payloads: Payloads, compression: s
         wskit_server(handler, compression=compression) as url,
         peer_connect(url, compression=compression) as ws,
     ):
+        assert ws.recv(timeout=STEP) == "ready"
         ws.send(payloads.compressible)
         assert ws.recv(timeout=STEP) == payloads.compressible
     (wire,) = sizes

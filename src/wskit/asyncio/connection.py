@@ -16,16 +16,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from wskit._state import ConnectionState
 from wskit.abc import CallbackHandler, ConnectionStatistics
 from wskit.asyncio._hotpath import HotPath
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State, encode_message
-from wskit.core.events import Closed, Request, Response
+from wskit.core.events import Closed
 from wskit.core.limits import LINGER_TIMEOUT
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     LocalProtocolError,
 )
@@ -86,7 +86,7 @@ class BroadcastResult:
     skipped_slow: int
 
 
-class Connection(HotPath, asyncio.BufferedProtocol):
+class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
     """A WebSocket connection: ``recv``/``send``/``ping``/``close`` and ``async for``.
 
     Created by :func:`wskit.asyncio.connect` and :func:`wskit.asyncio.serve`; not by hand.
@@ -162,36 +162,6 @@ class Connection(HotPath, asyncio.BufferedProtocol):
         self._handler_closed = False
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def state(self) -> State:
-        """CONNECTING, OPEN, CLOSING or CLOSED (the core's state)."""
-        return self.core.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, or None."""
-        return self.core.subprotocol
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake's request (path, query, headers, ...)."""
-        return getattr(self.core, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake's response."""
-        return getattr(self.core, "response", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """The code of the peer's Close frame once closed (1005 none, 1006 no Close frame)."""
-        return self._closed_event.code if self._closed_event else None
-
-    @property
-    def close_reason(self) -> str | None:
-        """The reason of the peer's Close frame once closed."""
-        return self._closed_event.reason if self._closed_event else None
 
     @property
     def remote_address(self) -> Any:
@@ -376,22 +346,6 @@ class Connection(HotPath, asyncio.BufferedProtocol):
         waiter = self._opened_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def _closed_exception(self) -> ConnectionClosed:
-        event = self._closed_event
-        if event is None:
-            core = self.core
-            if core.close_rcvd is None:
-                return ConnectionClosedError(1006, "", None)
-            # The core handled the peer's Close frame, but its Closed event is not dispatched
-            # yet (the application runs from an earlier event of the same read).
-            code, reason = core.close_rcvd
-            sent_code = core.close_sent[0] if core.close_sent else None
-            event = Closed(code, reason, sent_code, "", core.cause)
-        cls = ConnectionClosedOK if event.ok else ConnectionClosedError
-        exc = cls(event.code, event.reason, event.sent_code)
-        exc.__cause__ = event.cause
-        return exc
 
     # ------------------------------------------------------------------ protocol callbacks
 

@@ -27,14 +27,14 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
+from wskit._state import ConnectionState
 from wskit.abc import ConnectionStatistics, Data
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State
-from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
+from wskit.core.events import Binary, Closed, Event, Ping, Pong, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     LocalProtocolError,
 )
@@ -114,7 +114,7 @@ class ThreadLike(Protocol):
     def join(self, timeout: float | None = None) -> None: ...
 
 
-class Connection:
+class Connection(ConnectionState):
     """A WebSocket connection on a blocking socket: ``recv``/``send``/``ping``/``close``.
 
     Created by :func:`wskit.sync.connect` and :func:`wskit.sync.serve`, not by hand. Every
@@ -187,39 +187,6 @@ class Connection:
         self._done = self._event_class()  # set: the reader thread ended, the socket is closed
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def state(self) -> State:
-        """CONNECTING, OPEN, CLOSING or CLOSED (the core's state)."""
-        return self.core.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, if any."""
-        return self.core.subprotocol
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake's request (sent by a client, received by a server)."""
-        return getattr(self.core, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake's response."""
-        return getattr(self.core, "response", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received from the peer (1005 if none, 1006 if TCP just dropped);
-        None while the connection is open."""
-        event = self._closed_event
-        return None if event is None else event.code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received from the peer; None while the connection is open."""
-        event = self._closed_event
-        return None if event is None else event.reason
 
     @property
     def remote_address(self) -> Any:
@@ -569,20 +536,6 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _closed_exception(self) -> ConnectionClosed:
-        event = self._closed_event
-        if event is None:
-            core = self.core
-            if core.close_rcvd is None:
-                return ConnectionClosedError(1006, "", None)
-            code, reason = core.close_rcvd
-            sent_code = core.close_sent[0] if core.close_sent else None
-            event = Closed(code, reason, sent_code, "", core.cause)
-        cls = ConnectionClosedOK if event.ok else ConnectionClosedError
-        exc = cls(event.code, event.reason, event.sent_code)
-        exc.__cause__ = event.cause
-        return exc
 
     # ------------------------------------------------------------------ the reader thread
 

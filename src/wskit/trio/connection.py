@@ -28,14 +28,14 @@ from typing import Any
 
 import trio
 
+from wskit._state import ConnectionState
 from wskit.abc import ConnectionStatistics, Data
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State
-from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
+from wskit.core.events import Binary, Closed, Event, Ping, Pong, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     LocalProtocolError,
 )
@@ -86,7 +86,7 @@ def _raw_socket(stream: trio.abc.Stream) -> Any:
     return getattr(stream, "socket", None)
 
 
-class Connection(trio.abc.AsyncResource):
+class Connection(ConnectionState, trio.abc.AsyncResource):
     """A WebSocket connection on a Trio stream: ``recv``/``send``/``ping``/``aclose``.
 
     Made by :func:`wskit.trio.connect` and :func:`wskit.trio.serve`, not by hand. Any task
@@ -142,39 +142,6 @@ class Connection(trio.abc.AsyncResource):
         self._stream_closed = False
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def state(self) -> State:
-        """CONNECTING, OPEN, CLOSING or CLOSED (the core's state)."""
-        return self.core.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the opening handshake, if any."""
-        return self.core.subprotocol
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake's request (sent by a client, received by a server)."""
-        return getattr(self.core, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake's response."""
-        return getattr(self.core, "response", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received from the peer (1005 if none, 1006 if TCP just dropped);
-        None while the connection is open."""
-        event = self._closed_event
-        return None if event is None else event.code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received from the peer; None while the connection is open."""
-        event = self._closed_event
-        return None if event is None else event.reason
 
     @property
     def remote_address(self) -> Any:
@@ -449,20 +416,6 @@ class Connection(trio.abc.AsyncResource):
         if self._run_scope is None:
             self._abort()
         await self._done.wait()
-
-    def _closed_exception(self) -> ConnectionClosed:
-        event = self._closed_event
-        if event is None:
-            core = self.core
-            if core.close_rcvd is None:
-                return ConnectionClosedError(1006, "", None)
-            code, reason = core.close_rcvd
-            sent_code = core.close_sent[0] if core.close_sent else None
-            event = Closed(code, reason, sent_code, "", core.cause)
-        cls = ConnectionClosedOK if event.ok else ConnectionClosedError
-        exc = cls(event.code, event.reason, event.sent_code)
-        exc.__cause__ = event.cause
-        return exc
 
     def _abort(self) -> None:
         """Drop TCP now: close the socket (a task blocked on it wakes up at once) and stop
