@@ -236,3 +236,41 @@ def test_hosts_benchmark_prints_its_three_tables() -> None:
             cells = re.findall(r"([\d.]+) us \(([\d.]+)x\) +([\d,]+)/s", line)
             assert len(cells) == 2, line
             assert all(float(cpu) > 0 and int(rate.replace(",", "")) > 0 for cpu, _, rate in cells)
+
+
+def test_trio_front_end_benchmark_prints_both_tables() -> None:
+    """wskit.trio, trio-websocket, websockets.trio and wskit.trio_websocket, servers and
+    clients: every row has its three cells, CPU and rate, each with both ratios."""
+    pytest.importorskip("trio")
+    pytest.importorskip("trio_websocket")
+    result = run_benchmark("trio_front_end.py", "--repeat", "1", "--duration", "0.1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    skipped = re.findall(r"^skipped: +(\S+) ", out, re.M)
+    # Only the optional rows may be skipped, and only when they cannot be imported here.
+    assert set(skipped) <= {"wskit-trio-websocket", "websockets-trio"}, out
+    if (ROOT / "src" / "wskit" / "trio_websocket.py").exists():
+        assert "wskit-trio-websocket" not in skipped, out
+    if importlib.util.find_spec("websockets.trio") is not None:
+        assert "websockets-trio" not in skipped, out
+    rows = [
+        row
+        for row in ("wskit-trio", "wskit-trio-websocket", "trio-websocket", "websockets-trio")
+        if row not in skipped
+    ]
+    cell = r"([\d,.]+) ?(?:us|/s) \((\d\.\d\dx|  -  ) (\d\.\d\dx|  -  )\)"
+    for title in ("SERVER under test", "CLIENT under test"):
+        block = out[out.index(title) :].split("\n\n", 1)[0].splitlines()
+        assert block[1].split()[1:] == ["32", "B", "1", "KiB", "64", "KiB"], block
+        for row in rows:
+            lines = [line for line in block if line.split()[:1] == [row]]
+            assert [line.split()[1] for line in lines] == ["CPU/msg", "rate"], block
+            for line in lines:
+                cells = re.findall(cell, line)
+                assert len(cells) == 3, line
+                assert all(float(value.replace(",", "")) > 0 for value, _, _ in cells), line
+                if row == "trio-websocket":
+                    assert all(vs_tw == "1.00x" for _, vs_tw, _ in cells), line
+                if row == "websockets-trio":
+                    assert all(vs_ws == "1.00x" for _, _, vs_ws in cells), line
+    assert "error" not in out.lower(), out
