@@ -586,6 +586,28 @@ def test_simple_asyncio_servers_and_simple_aio_client(server_example: str) -> No
     assert "Traceback" not in server.stderr, server.stderr
 
 
+# -- trio-websocket's examples (wskit.trio_websocket) ------------------------------------------
+
+
+def test_trio_websocket_echo_server_and_client() -> None:
+    with running("trio_websocket_echo_server.py") as server:
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "trio_websocket_client.py")],
+            env=example_env(server.port),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=True,
+        )
+        with wskit.sync.connect(server.uri) as ws:
+            for message in ("ünïcode ✓", b"\x00binary", "x" * 300_000):
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+    assert out.stdout == "Received message: hello world!\n"
+    assert out.stderr == ""
+    assert_quiet(server)
+
+
 def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     for path in sorted(EXAMPLES.iterdir()):
