@@ -586,6 +586,40 @@ def test_simple_asyncio_servers_and_simple_aio_client(server_example: str) -> No
     assert "Traceback" not in server.stderr, server.stderr
 
 
+# -- Trio (wskit.trio) --------------------------------------------------------------------------
+
+
+def test_trio_echo_server_echoes_and_says_1001_on_sigterm() -> None:
+    with running("trio_echo_server.py") as server:
+        ws = wskit.sync.connect(server.uri)
+        for message in ("hello", b"\x00\xff binary", "x" * 100_000):
+            ws.send(message)
+            assert ws.recv(timeout=TIMEOUT) == message
+        server.process.terminate()  # SIGTERM: the server closes every connection with 1001
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.close_code == 1001
+        ws.close()
+        assert server.process.wait(TIMEOUT) == 0  # it stopped by itself, cleanly
+    assert_quiet(server)
+
+
+def test_trio_client_prints_replies_and_reports_slow_ones() -> None:
+    async def replier(ws: WebSocketServerConnection) -> None:
+        async for message in ws:
+            if message == "slow":
+                await asyncio.sleep(1.5)  # longer than the client's one-second scope
+            await ws.send(f"got {message}")
+
+    async def main() -> str:
+        async with serve(replier, "127.0.0.1", 0) as server:
+            return await run_client_example("trio_client.py", server.port, stdin="one\nslow\ntwo\n")
+
+    out = run(main())
+    # The late reply is not lost: it is the next one printed.
+    assert out.splitlines() == ["< got one", "(no reply within a second)", "< got slow"]
+
+
 # -- trio-websocket's examples (wskit.trio_websocket) ------------------------------------------
 
 
