@@ -837,12 +837,16 @@ class WebSocketRequest:
             raise ValueError(f"unexpected subprotocol {subprotocol}")
         if self._nursery is None:
             raise RuntimeError("this request has no nursery for the connection's task")
-        self._answered = True
         connection = self._connection
         response = connection.core.accept(
             self._event, subprotocol=subprotocol, extra_headers=_to_str(extra_headers)
         )
-        if not await connection.send_response(response):
+        # Answered once the response is out: if making it failed (bad extra_headers, found
+        # when it is serialized), nothing was sent and the server answers 500 for the handler
+        # that raised.
+        opened = await connection.send_response(response)
+        self._answered = True
+        if not opened:
             raise HandshakeError(f"the handshake failed with HTTP {response.status}")
         await self._nursery.start(connection._run)
         self._websocket = WebSocketConnection(
@@ -861,17 +865,14 @@ class WebSocketRequest:
         and ``body`` (none by default), then close the connection."""
         if self._answered:
             raise RuntimeError("the request was already answered")
-        self._answered = True
-        await _send_refusal(self._connection, status_code, _to_str(extra_headers), body or b"")
+        connection = self._connection
+        await connection.send_response(_refusal(status_code, _to_str(extra_headers), body or b""))
+        self._answered = True  # once the response is out (see accept())
+        await connection._linger_close()
 
 
-async def _send_refusal(
-    connection: WebSocketServerConnection,
-    status: int,
-    extra_headers: list[tuple[str, str]],
-    body: bytes,
-) -> None:
-    """Answer with a plain HTTP response and close (lingering, so that it is not reset)."""
+def _refusal(status: int, extra_headers: list[tuple[str, str]], body: bytes) -> Response:
+    """A plain HTTP response that refuses the upgrade."""
     headers = Headers(
         [(n, v) for n, v in extra_headers if n.lower() not in ("content-length", "connection")]
     )
@@ -883,7 +884,12 @@ async def _send_refusal(
         phrase = http.HTTPStatus(status).phrase
     except ValueError:
         phrase = ""
-    await connection.send_response(Response(status, headers, body, phrase))
+    return Response(status, headers, body, phrase)
+
+
+async def _send_refusal(connection: WebSocketServerConnection, response: Response) -> None:
+    """Answer with ``response`` and close (lingering, so that it is not reset)."""
+    await connection.send_response(response)
     await connection._linger_close()
 
 
@@ -1116,7 +1122,7 @@ class WebSocketServer:
             if code == 1000:
                 logger.error("connection handler neither accepted nor rejected the request")
             body = b"Failed to open a WebSocket connection.\n"
-            await _send_refusal(request._connection, 500, [], body)
+            await _send_refusal(request._connection, _refusal(500, [], body))
 
 
 async def serve_websocket(

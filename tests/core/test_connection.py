@@ -691,3 +691,21 @@ def test_a_large_client_frame_is_masked_in_pieces(size: int) -> None:
         server.receive_data(wire[start : start + 4099])
         events += server.events()
     assert events == [Binary(payload)]
+
+
+def test_a_101_not_made_by_accept_is_refused_before_anything_is_queued() -> None:
+    # The caller can still answer: nothing of the refused response was queued or recorded.
+    client = ClientConnection("ws://example.com/")
+    client.send_request()
+    server = ServerConnection()
+    server.receive_data(drain(client))
+    (request,) = server.events()
+    forged = server.reject(101)
+    with pytest.raises(LocalProtocolError, match="accept"):
+        server.send_response(forged)
+    assert server.data_to_send() == []
+    assert server.response is None
+    assert server.state is State.CONNECTING
+    server.send_response(server.reject(500, "sorry"))
+    assert drain(server).startswith(b"HTTP/1.1 500 ")
+    assert server.state is State.CLOSED

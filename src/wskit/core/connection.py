@@ -1041,12 +1041,15 @@ class ServerConnection(Connection):
         other response closes it after it is written."""
         if self.state is not _CONNECTING or self.response is not None:
             raise LocalProtocolError("the handshake response was already sent")
-        self.response = response
+        accepted = self._accepted
+        if response.status == 101 and (accepted is None or accepted[0] is not response):
+            # Checked before anything is queued: the caller may still send another answer.
+            raise LocalProtocolError("send the 101 response that accept() returned")
         data = serialize_response(response)
+        self.response = response
         self.bytes_sent += len(data)
         self._out.append(data)
-        accepted = self._accepted
-        if response.status == 101 and accepted is not None and accepted[0] is response:
+        if accepted is not None and response.status == 101:
             self._set_extensions(accepted[1])
             self.subprotocol = accepted[2]
             self._accepted = None
@@ -1055,8 +1058,6 @@ class ServerConnection(Connection):
             if self._buf:  # frames that arrived right behind the request
                 self._receive_buffered()
             return
-        if response.status == 101:
-            raise LocalProtocolError("send the 101 response that accept() returned")
         self._close_now = True
         self._finish("handshake failed", cause or self.cause)
 

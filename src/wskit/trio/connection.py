@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
+    "HELD_ERROR_TIMEOUT",
     "READ_SIZE",
     "Connection",
 ]
@@ -59,6 +60,10 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_MAX_QUEUE = 16
 #: Bytes asked of each ``receive_some()`` (websockets' trio implementation: 64 KiB).
 READ_SIZE = 64 * 1024
+#: Seconds a bad frame is held back behind messages the application has not taken yet (so
+#: that its answers to them go out before the Close frame); past it the connection fails
+#: anyway, for an application that never calls ``recv()``.
+HELD_ERROR_TIMEOUT = 1.0
 
 _OPEN = State.OPEN
 
@@ -123,23 +128,26 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         self._write_lock = trio.StrictFIFOLock()
         self._message_lock = trio.StrictFIFOLock()  # the frames of one message stay together
         self._fragments_text = False  # the kind of the fragmented message being sent
+        self._fragmenting = False  # a fragmented message was started and not finished
         self._messages: deque[Data] = deque()
         self._message_ready = trio.Event()
         self._space = trio.Event()  # set: the background task may read
         self._space.set()
         self._receiving = False
         self._shut_write = False
-        self._backlog: list[bytes] = []  # queued by a task that found the write lock taken
+        self._backlog: list[bytes] = []  # taken from the core by the write lock's holder
         self._closed_event: Closed | None = None
         self._pings: dict[bytes, _PingWaiter] = {}
         self._close_deadline = math.inf
         self._keepalive_deadline = math.inf
+        self._hold_deadline = math.inf
         self._keepalive_mark = -1
         self._ping_outstanding = False
         self._timer_scope: trio.CancelScope | None = None
         self._run_scope: trio.CancelScope | None = None
         self._done = trio.Event()  # set: the background task ended, the stream is closed
-        self._stream_closed = False
+        self._stream_closed = False  # the stream is closed
+        self._dropped = False  # the stream is closed or being closed: nothing more is written
 
     # ------------------------------------------------------------------ properties
 
@@ -191,8 +199,12 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         self._receiving = True
         try:
             while True:
+                if not self._messages and self.core.hold_errors:
+                    self._release_held_error()
+                    # Its Close frame goes out before recv() raises. Nothing was taken off
+                    # the queue yet: a cancellation here loses no message.
+                    await self._flush_if_free()
                 message = self._take()
-                await self._flush_if_free()  # the Close frame for a bad frame held back
                 if message is not None:
                     return message
                 if self._closed_event is not None:
@@ -206,22 +218,22 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
     def _take(self) -> Data | None:
         """A queued message, or None."""
         messages = self._messages
-        if messages:
-            message = messages.popleft()
-            if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
-                self._space.set()
-            return message
+        if not messages:
+            return None
+        message = messages.popleft()
+        if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
+            self._space.set()
+        return message
+
+    def _release_held_error(self) -> None:
+        """Every message was handed out: a bad frame held back behind them fails the
+        connection now, after the application's answers to them went out."""
         core = self.core
-        if core.hold_errors:
-            # Every message was handed out: a bad frame held back behind them fails the
-            # connection now, after the application's answers to them went out.
-            core.hold_errors = False
-            if core.input_held:
-                core.receive_data(b"")
-                self._process()
-                if messages:
-                    return messages.popleft()
-        return None
+        core.hold_errors = False
+        self._hold_deadline = math.inf
+        if core.input_held:
+            core.receive_data(b"")
+            self._process()
 
     async def __aiter__(self) -> AsyncIterator[Data]:
         """The messages until the connection closes: normally (the loop ends) or not
@@ -257,43 +269,67 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         elif isinstance(message, (bytes, bytearray, memoryview)):
             async with self._message_lock:
                 await self._write(core.send_binary, message, True, compress)
-        elif isinstance(message, Iterable):
+        elif isinstance(message, (Iterable, AsyncIterable)):
             async with self._message_lock:
-                first = True
-                for fragment in message:
-                    first = await self._send_fragment(fragment, first, compress)
-                await self._end_fragments(first)
-        elif isinstance(message, AsyncIterable):
-            async with self._message_lock:
-                first = True
-                async for fragment in message:
-                    first = await self._send_fragment(fragment, first, compress)
-                await self._end_fragments(first)
+                await self._send_fragments(message, compress)  # type: ignore[arg-type]
         else:
             raise TypeError(f"cannot send {type(message).__name__}")
 
-    async def _send_fragment(self, fragment: Data, first: bool, compress: bool) -> bool:
-        """Send one frame of a fragmented message; False from then on."""
+    async def _send_fragments(
+        self, fragments: Iterable[Data] | AsyncIterable[Data], compress: bool
+    ) -> None:
+        """Send the items of ``fragments`` as one fragmented message (message lock held).
+
+        Interrupted once its first frame went out, the message cannot be completed: an
+        error (the iterator raised, an item of the wrong type) fails the connection with
+        1011; a cancellation drops it (the peer sees 1006).
+        """
+        try:
+            if isinstance(fragments, AsyncIterable):
+                async for fragment in fragments:
+                    await self._send_fragment(fragment, compress)
+            else:
+                for fragment in fragments:
+                    await self._send_fragment(fragment, compress)
+            if self._fragmenting:
+                await self._write(self._finish_fragments)
+        except BaseException as exc:
+            if self._fragmenting:
+                self._fragmenting = False
+                if self.core.state is not _OPEN:
+                    pass  # closing already: the close handshake ends it
+                elif isinstance(exc, Exception):
+                    self.core.fail(1011, "a fragmented message was interrupted")
+                    self._process()
+                    await self._flush_if_free()
+                else:
+                    self._abort()
+            raise
+
+    async def _send_fragment(self, fragment: Data, compress: bool) -> None:
+        """Send one frame of a fragmented message."""
         core = self.core
-        if first:
+        if not self._fragmenting:
             if isinstance(fragment, str):
                 self._fragments_text = True
-                await self._write(core.send_text, fragment, False, compress)
+                await self._write(self._start_fragments, core.send_text, fragment, compress)
             elif isinstance(fragment, (bytes, bytearray, memoryview)):
                 self._fragments_text = False
-                await self._write(core.send_binary, fragment, False, compress)
+                await self._write(self._start_fragments, core.send_binary, fragment, compress)
             else:
                 raise TypeError(f"cannot send {type(fragment).__name__}")
         elif isinstance(fragment, str) != self._fragments_text:
-            await self._write(core.finish_message)
             raise TypeError("a fragmented message mixes str and bytes")
         else:
             await self._write(core.send_continuation, fragment, False)
-        return False
 
-    async def _end_fragments(self, first: bool) -> None:
-        if not first:
-            await self._write(self.core.finish_message)
+    def _start_fragments(self, send: Callable[..., None], data: Data, compress: bool) -> None:
+        send(data, False, compress)
+        self._fragmenting = True  # set with the core's state, under the write lock
+
+    def _finish_fragments(self) -> None:
+        self.core.finish_message()
+        self._fragmenting = False
 
     async def ping(self, data: str | bytes | None = None) -> float:
         """Send a Ping and wait for the matching Pong; return the round-trip time in seconds.
@@ -333,7 +369,7 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         """Call a sending method of the core, then write what it queued: under the write
         lock, so that frames go out whole and in order."""
         async with self._write_lock:
-            if self._stream_closed:
+            if self._dropped:
                 raise self._closed_exception()
             try:
                 method(*args)
@@ -344,18 +380,23 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
             await self._drain()
 
     async def _flush_if_free(self) -> None:
-        """Write what the core queued, unless another task is writing: that one writes it
-        before it lets go of the lock. Returns at once when nothing is queued."""
-        backlog = self._backlog
-        backlog.extend(self.core.data_to_send())
-        if not backlog and not (self.core.should_close() and not self._shut_write):
-            return
+        """Write what the core queued, unless another task is writing: that one writes it,
+        from the core, before it lets go of the lock (so what waits stays bounded by the
+        core's own limits, e.g. on pongs). Returns at once when nothing is queued."""
         lock = self._write_lock
-        if lock.locked() or self._stream_closed:
+        if lock.locked() or self._dropped:
             return
-        async with lock:
+        core = self.core
+        data = core.data_to_send()
+        if not data and not (core.should_close() and not self._shut_write):
+            return
+        lock.acquire_nowait()  # free: taken without a checkpoint, so the data cannot be lost
+        try:
+            self._backlog = data
             with contextlib.suppress(ConnectionClosed):
                 await self._drain()
+        finally:
+            lock.release()
 
     async def _drain(self) -> None:
         """Write everything queued (write lock held); half-close when the core says so."""
@@ -394,13 +435,13 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         ``close_timeout``, after which the connection is dropped). Cancelled, it drops the
         connection at once."""
         core = self.core
+        if core.state is _OPEN:
+            core.send_close(code, reason)  # a bad code or reason raises here, harmlessly
+            self._process()
         try:
-            if core.state is _OPEN:
-                core.send_close(code, reason)
-                self._process()
             self._space.set()  # a reader paused by max_queue must see the answer
             with trio.move_on_after(_timeout(self.close_timeout)):
-                if not self._stream_closed:
+                if not self._dropped:
                     async with self._write_lock:
                         with contextlib.suppress(ConnectionClosed):
                             await self._drain()
@@ -419,12 +460,16 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
 
     def _abort(self) -> None:
         """Drop TCP now: close the socket (a task blocked on it wakes up at once) and stop
-        the background task. Never waits, so it runs in a cancelled task too."""
-        if not self._stream_closed:
-            self._stream_closed = True
+        the background task, which closes any other kind of stream. Never waits, so it runs
+        in a cancelled task too."""
+        if not self._dropped:
+            self._dropped = True
             sock = _raw_socket(self.stream)
             if sock is not None:
-                sock.close()
+                sock.close()  # wakes a task blocked on it at once
+                self._stream_closed = True
+            # Any other stream is closed by the background task, which this cancels: its
+            # aclose_forcefully() wakes a send blocked on the stream.
         if self.core.state is not State.CLOSED:
             self.core.receive_eof()
             self._process()
@@ -460,6 +505,7 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
                 self.core.receive_eof()
                 self._process()
             self._fail_waiters()
+            self._dropped = True
             if not self._stream_closed:
                 self._stream_closed = True
                 await trio.aclose_forcefully(self.stream)
@@ -506,12 +552,17 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
                 self.logger.debug("closing handshake timed out; dropping the connection")
                 self._abort()
                 return
+            if now >= self._hold_deadline:
+                self._hold_deadline = math.inf
+                if self.core.hold_errors:
+                    self._release_held_error()
+                    nursery.start_soon(self._flush_if_free)
             if now >= self._keepalive_deadline:
                 self._keepalive(now)
                 nursery.start_soon(self._flush_if_free)
 
     def _next_deadline(self) -> float:
-        return min(self._close_deadline, self._keepalive_deadline)
+        return min(self._close_deadline, self._keepalive_deadline, self._hold_deadline)
 
     def _rearm(self) -> None:
         scope = self._timer_scope
@@ -548,6 +599,9 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         core = self.core
         for event in core.events():
             self._dispatch(event)
+        if core.input_held and core.hold_errors and self._hold_deadline == math.inf:
+            self._hold_deadline = trio.current_time() + HELD_ERROR_TIMEOUT
+            self._rearm()
         if (
             core.close_expected()
             and self._close_deadline == math.inf
@@ -561,11 +615,19 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
         if kind is Text or kind is Binary:
             # Until the application asks for the next message, a bad frame behind this one
             # is held back, so its answer to this message goes out before the Close frame.
-            self.core.hold_errors = True
             messages = self._messages
+            max_queue = self.max_queue
+            if (
+                self.core.state is not _OPEN
+                and max_queue is not None
+                and len(messages) >= max_queue
+            ):
+                # aclose() resumed reading to see the peer's Close: what the peer sends before
+                # it is dropped beyond max_queue, so the wait for it cannot fill memory.
+                return
+            self.core.hold_errors = True
             messages.append(event.data)  # type: ignore[union-attr]
             self._message_ready.set()
-            max_queue = self.max_queue
             if (
                 max_queue is not None
                 and len(messages) >= max_queue

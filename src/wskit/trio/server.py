@@ -32,7 +32,7 @@ from wskit.core.limits import (
     LINGER_TIMEOUT,
     Limits,
 )
-from wskit.exceptions import ConnectionClosed, InvalidHandshake
+from wskit.exceptions import ConnectionClosed, InvalidHandshake, LocalProtocolError
 from wskit.trio.connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -154,12 +154,19 @@ class WebSocketServerConnection(Connection):
                 result = server.process_request(self, request)
                 if inspect.isawaitable(result):
                     result = await result
+                if result is not None and not isinstance(result, Response):
+                    raise TypeError(f"process_request returned {type(result).__name__}")
                 response = result
             except Exception:
                 response = self._internal_error()
         if response is None:
             response = self._accept(request)
-        return await self.send_response(response)
+        try:
+            return await self.send_response(response)
+        except LocalProtocolError:  # e.g. a 101 that accept() did not make
+            if self.core.response is not None:
+                raise
+            return await self.send_response(self._internal_error())
 
     def _accept(self, request: Request) -> Response:
         """The answer when ``process_request`` gave none: check the origin, choose the
@@ -306,6 +313,8 @@ class Server(trio.abc.AsyncResource):
                     self.connections.discard(connection)
         except (OSError, trio.BrokenResourceError, ssl_module.SSLError) as exc:
             self.logger.info("opening handshake failed: %r", exc)
+        except Exception:  # a bug: this connection ends, the server serves on
+            self.logger.exception("connection failed")
         finally:
             if not connection._stream_closed:
                 connection._stream_closed = True
