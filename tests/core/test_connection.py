@@ -700,6 +700,7 @@ def test_a_101_not_made_by_accept_is_refused_before_anything_is_queued() -> None
     server = ServerConnection()
     server.receive_data(drain(client))
     (request,) = server.events()
+    assert request.target == "/"  # type: ignore[union-attr]
     forged = server.reject(101)
     with pytest.raises(LocalProtocolError, match="accept"):
         server.send_response(forged)
