@@ -142,7 +142,7 @@ done
 .venv/bin/mypy
 
 # --- 5. the core on the other supported Pythons ---------------------------------------------
-step "5/6 core, asyncio and threads suites on Python ${OTHER_PYTHONS[*]}"
+step "5/6 core, asyncio, threads and trio suites on Python ${OTHER_PYTHONS[*]}"
 if [ "$QUICK" = 1 ]; then
     echo "skipped (WSKIT_QUICK=1)"
 elif [ ! -d tests/core ]; then
