@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -835,3 +836,27 @@ def test_the_front_ends_pick_zlib_ng_when_installed() -> None:
     env["WSKIT_NO_EXTENSIONS"] = "1"
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert out.stdout.split() == ["zlib", "zlib"], out.stderr
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda ws: (403, [], b"no"), id="not-a-response"),
+        pytest.param(lambda ws: ws.respond(101), id="forged-101"),
+    ],
+)
+async def test_a_bad_process_request_answer_gets_500_and_the_server_serves_on(
+    bad: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Any:
+        return bad(ws) if request.path == "/bad" else None
+
+    with caplog.at_level(logging.ERROR, "wskit.server"):
+        async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(server, "/bad"))
+            assert info.value.response.status == 500
+            async with connect(url(server)) as ws:
+                await ws.send("still served")
+                assert await ws.recv() == "still served"
+    assert any("opening handshake failed" in r.getMessage() for r in caplog.records)

@@ -893,3 +893,29 @@ def test_serve_on_a_given_socket_and_statistics() -> None:
         server.shutdown(timeout=WAIT)
         thread.join(WAIT)
     assert ws.remote_address is None  # the socket is closed
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda ws: (403, [], b"no"), id="not-a-response"),
+        pytest.param(lambda ws: ws.respond(101), id="forged-101"),
+    ],
+)
+def test_a_bad_process_request_answer_gets_500_and_the_server_serves_on(
+    bad: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def process_request(ws: WebSocketServerConnection, request: Request) -> Any:
+        return bad(ws) if request.path == "/bad" else None
+
+    with (
+        caplog.at_level(logging.ERROR, "wskit.server"),
+        running(echo, process_request=process_request) as server,
+    ):
+        with pytest.raises(InvalidStatus) as info:
+            connect(url(server, "/bad"))
+        assert info.value.response.status == 500
+        with connect(url(server)) as ws:
+            ws.send("still served")
+            assert ws.recv(timeout=WAIT) == "still served"
+    assert any("opening handshake failed" in r.getMessage() for r in caplog.records)

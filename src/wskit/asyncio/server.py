@@ -33,7 +33,7 @@ from wskit.core.extensions import (
 )
 from wskit.core.headers import HeadersLike
 from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, Limits
-from wskit.exceptions import ConnectionClosed, InvalidHandshake
+from wskit.exceptions import ConnectionClosed, InvalidHandshake, LocalProtocolError
 
 __all__ = ["DEFAULT_OPEN_TIMEOUT", "Server", "WebSocketServerConnection", "accept", "serve"]
 
@@ -146,7 +146,13 @@ class WebSocketServerConnection(Connection):
         server = self.server
         if self.core.state is not State.CONNECTING:
             return False  # the client went away meanwhile
-        self.core.send_response(response)
+        try:
+            if not isinstance(response, Response):
+                raise TypeError(f"process_request returned {type(response).__name__}")
+            self.core.send_response(response)
+        except (TypeError, LocalProtocolError):  # not a Response, a forged 101, bad headers
+            response = self._internal_error()
+            self.core.send_response(response)
         self._write_pending()
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()

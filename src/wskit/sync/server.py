@@ -32,7 +32,7 @@ from wskit.core.limits import (
     LINGER_TIMEOUT,
     Limits,
 )
-from wskit.exceptions import ConnectionClosed, InvalidHandshake
+from wskit.exceptions import ConnectionClosed, InvalidHandshake, LocalProtocolError
 from wskit.sync.connection import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -129,7 +129,13 @@ class WebSocketServerConnection(Connection):
                 response = self._internal_error()
         if response is None:
             response = self._accept(request)
-        core.send_response(response)
+        try:
+            if not isinstance(response, Response):
+                raise TypeError(f"process_request returned {type(response).__name__}")
+            core.send_response(response)
+        except (TypeError, LocalProtocolError):  # not a Response, a forged 101, bad headers
+            response = self._internal_error()
+            core.send_response(response)
         self._write_handshake(deadline)
         if response.status != 101:
             self.logger.info("%s %s -> %d", request.method, request.target, response.status)
