@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -860,3 +861,29 @@ async def test_a_bad_process_request_answer_gets_500_and_the_server_serves_on(
                 await ws.send("still served")
                 assert await ws.recv() == "still served"
     assert any("opening handshake failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("how", ["mixed", "raises", "cancelled"])
+async def test_an_interrupted_fragmented_send_fails_the_connection_with_1011(how: str) -> None:
+    # Once its first frame went out a message cannot be completed; the peer must not take a
+    # part for the whole (nor wait for the rest forever), so the connection fails with 1011.
+    async def fragments() -> AsyncIterator[str | bytes]:
+        yield "first "
+        if how == "mixed":
+            yield b"bytes"
+        elif how == "raises":
+            raise ValueError("the producer failed")
+        else:
+            await asyncio.sleep(3600)
+
+    async def handler(ws: Connection) -> None:
+        await ws.recv()
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(ws.send(fragments()), 0.2)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        await ws.send("go")
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()  # no message, only the Close frame
+        assert info.value.code == 1011

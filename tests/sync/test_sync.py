@@ -105,13 +105,17 @@ def test_fragmented_send_from_iterables(echo_server: Server) -> None:
         assert ws.recv(timeout=WAIT) == b"ab"
         ws.send([])  # sends nothing
         with pytest.raises(TypeError):
-            ws.send(["text", b"bytes"])
-        # The connection is still usable: the mixed message was ended, not left open.
-        ws.send("after")
-        assert ws.recv(timeout=WAIT) == "text"
-        assert ws.recv(timeout=WAIT) == "after"
-        with pytest.raises(TypeError):
             ws.send(42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            ws.send([42])  # type: ignore[list-item]
+        ws.send("after")  # nothing was sent: the connection goes on
+        assert ws.recv(timeout=WAIT) == "after"
+        # A message whose first frame went out cannot be completed: the connection fails.
+        with pytest.raises(TypeError):
+            ws.send(["text", b"bytes"])
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)
+        assert info.value.sent_code == 1011
 
 
 def test_iteration_ends_quietly_on_normal_close() -> None:
@@ -919,3 +923,26 @@ def test_a_bad_process_request_answer_gets_500_and_the_server_serves_on(
             ws.send("still served")
             assert ws.recv(timeout=WAIT) == "still served"
     assert any("opening handshake failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("how", ["mixed", "raises"])
+def test_an_interrupted_fragmented_send_fails_the_connection_with_1011(how: str) -> None:
+    # Once its first frame went out a message cannot be completed; the peer must not take a
+    # part for the whole (nor wait for the rest forever), so the connection fails with 1011.
+    def fragments() -> Any:
+        yield "first "
+        if how == "mixed":
+            yield b"bytes"
+        raise ValueError("the producer failed")
+
+    def handler(ws: Connection) -> None:
+        ws.recv(timeout=WAIT)
+        with pytest.raises((TypeError, ValueError)):
+            ws.send(fragments())
+        ws.wait_closed(WAIT)
+
+    with running(handler) as server, connect(url(server)) as ws:
+        ws.send("go")
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=WAIT)  # no message, only the Close frame
+        assert info.value.code == 1011

@@ -208,15 +208,33 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
 
     async def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         first = True
-        for fragment in fragments:
-            first = await self._send_fragment(fragment, first, compress)
+        try:
+            for fragment in fragments:
+                first = await self._send_fragment(fragment, first, compress)
+        except BaseException:
+            if not first:
+                self._fail_message()
+            raise
         await self._end_fragments(first)
 
     async def _send_fragments_async(self, fragments: AsyncIterable[Data], compress: bool) -> None:
         first = True
-        async for fragment in fragments:
-            first = await self._send_fragment(fragment, first, compress)
+        try:
+            async for fragment in fragments:
+                first = await self._send_fragment(fragment, first, compress)
+        except BaseException:
+            if not first:
+                self._fail_message()
+            raise
         await self._end_fragments(first)
+
+    def _fail_message(self) -> None:
+        """A fragmented message was interrupted after its first frame went out (the iterator
+        raised, an item of the other type, a cancellation): it cannot be completed, and the
+        peer must not take a part for the whole, so the connection fails with 1011."""
+        if self.core.state is State.OPEN:
+            self.core.fail(1011, "a fragmented message was interrupted")
+            self._process()
 
     async def _send_fragment(self, fragment: Data, first: bool, compress: bool) -> bool:
         core = self.core

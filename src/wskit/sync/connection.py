@@ -337,23 +337,32 @@ class Connection(ConnectionState):
     def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         core = self.core
         kind: type | None = None
-        for fragment in fragments:
-            if kind is None:
-                if isinstance(fragment, str):
-                    kind = str
-                    self._call(core.send_text, fragment, False, compress)
-                elif isinstance(fragment, (bytes, bytearray, memoryview)):
-                    kind = bytes
-                    self._call(core.send_binary, fragment, False, compress)
+        try:
+            for fragment in fragments:
+                if kind is None:
+                    if isinstance(fragment, str):
+                        self._call(core.send_text, fragment, False, compress)
+                        kind = str
+                    elif isinstance(fragment, (bytes, bytearray, memoryview)):
+                        self._call(core.send_binary, fragment, False, compress)
+                        kind = bytes
+                    else:
+                        raise TypeError(f"cannot send {type(fragment).__name__}")
+                elif isinstance(fragment, str) != (kind is str):
+                    raise TypeError("a fragmented message mixes str and bytes")
                 else:
-                    raise TypeError(f"cannot send {type(fragment).__name__}")
-            elif isinstance(fragment, str) != (kind is str):
-                self._call(core.finish_message)
+                    self._call(core.send_continuation, fragment, False)
                 self._flush(blocking=True)
-                raise TypeError("a fragmented message mixes str and bytes")
-            else:
-                self._call(core.send_continuation, fragment, False)
-            self._flush(blocking=True)
+        except BaseException:
+            if kind is not None:
+                # Its first frame went out: the message cannot be completed, and the peer
+                # must not take a part for the whole, so the connection fails with 1011.
+                with self._lock:
+                    if core.state is State.OPEN:
+                        core.fail(1011, "a fragmented message was interrupted")
+                        self._process()
+                self._flush(blocking=False)
+            raise
         if kind is not None:
             self._call(core.finish_message)
             self._flush(blocking=True)
