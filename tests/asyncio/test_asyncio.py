@@ -887,3 +887,31 @@ async def test_an_interrupted_fragmented_send_fails_the_connection_with_1011(how
         with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()  # no message, only the Close frame
         assert info.value.code == 1011
+
+
+async def test_a_bad_frame_fails_the_connection_even_if_recv_is_never_called_again() -> None:
+    # A bad frame is held back behind messages recv() has not taken (so that the answers go
+    # out first); a send-only handler never takes them, and the hold ends after
+    # HELD_ERROR_TIMEOUT: the connection fails with 1002 (it used to stay held, the client's
+    # Close ignored).
+    async def feed(ws: Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.send("tick")
+                await asyncio.sleep(0.1)
+
+    async with serve(feed, "127.0.0.1", 0, compression=None) as server:
+        client, reader, writer = await open_raw(server.port)
+        client.send_text("hello")
+        writer.write(b"".join(client.data_to_send()) + b"\x83\x80\x00\x00\x00\x00")
+
+        async def read_until_close() -> None:
+            while client.close_rcvd is None:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                client.receive_data(data)
+
+        await asyncio.wait_for(read_until_close(), 5)
+        writer.close()
+    assert client.close_rcvd is not None and client.close_rcvd[0] == 1002

@@ -946,3 +946,28 @@ def test_an_interrupted_fragmented_send_fails_the_connection_with_1011(how: str)
         with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=WAIT)  # no message, only the Close frame
         assert info.value.code == 1011
+
+
+def test_a_bad_frame_fails_the_connection_even_if_recv_is_never_called_again() -> None:
+    # A bad frame is held back behind messages recv() has not taken (so that the answers go
+    # out first); a send-only handler never takes them, and the hold ends after
+    # HELD_ERROR_TIMEOUT: the connection fails with 1002 (it used to stay held, the client's
+    # Close ignored).
+    def feed(ws: Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                ws.send("tick")
+                time.sleep(0.1)
+
+    with running(feed, compression=None) as server:
+        client, sock = raw_client(server.port)
+        with sock:
+            client.send_text("hello")
+            sock.sendall(b"".join(client.data_to_send()) + b"\x83\x80\x00\x00\x00\x00")
+            deadline = time.monotonic() + 5
+            while client.close_rcvd is None and time.monotonic() < deadline:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                client.receive_data(data)
+    assert client.close_rcvd is not None and client.close_rcvd[0] == 1002

@@ -23,6 +23,7 @@ from wskit.abc import CallbackHandler, Data
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State
 from wskit.core.events import Binary, Closed, Event, Ping, Pong, Request, Response, Text
+from wskit.core.limits import HELD_ERROR_TIMEOUT
 from wskit.exceptions import ConcurrencyError, ConnectionClosed, LocalProtocolError
 
 __all__ = ["COALESCE_LIMIT", "HotPath"]
@@ -50,6 +51,7 @@ class HotPath:
         "_closed_event",
         "_flush_scheduled",
         "_held_events",
+        "_hold_timer",
         "_messages",
         "_read_view",
         "_reading_paused",
@@ -94,6 +96,7 @@ class HotPath:
         # Events read but not delivered because a handler paused reading.
         self._held_events: list[Event] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._closed_event: Closed | None = None
 
     # ------------------------------------------------------------------ receiving
@@ -188,6 +191,10 @@ class HotPath:
             core.receive_data(b"")
             self._dispatch(None)
             return
+        if core.input_held and core.hold_errors and self._hold_timer is None:
+            # recv() may never come back for the messages before the bad frame (a send-only
+            # application): the hold ends after HELD_ERROR_TIMEOUT all the same.
+            self._hold_timer = self.loop.call_later(HELD_ERROR_TIMEOUT, self._release_held_error)
         if core.should_close():
             if not self.transport.is_closing():
                 self._close_transport()
@@ -388,6 +395,10 @@ class HotPath:
 
     def _abort(self) -> None:
         """The closing handshake timed out: drop TCP."""
+        raise NotImplementedError
+
+    def _release_held_error(self) -> None:
+        """A bad frame was held back for HELD_ERROR_TIMEOUT: fail on it now."""
         raise NotImplementedError
 
     def _close_transport(self) -> None:

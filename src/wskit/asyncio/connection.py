@@ -385,7 +385,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
             # Python 3.10's TLS transport wrapper stays open (and warns when collected) unless
             # closed by its protocol, even after the connection under it is gone.
             self.transport.close()
-        for timer in (self._close_timer, self._keepalive_timer):
+        for timer in (self._close_timer, self._keepalive_timer, self._hold_timer):
             if timer is not None:
                 timer.cancel()
         self._wake_drain_waiters(exc)
@@ -516,6 +516,16 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
                 delay = self.ping_timeout
         self._keepalive_mark = received
         self._keepalive_timer = self.loop.call_later(delay, self._keepalive)
+
+    def _release_held_error(self) -> None:
+        """A bad frame was held back behind messages that recv() did not take within
+        HELD_ERROR_TIMEOUT: fail on it now (the Close frame goes out, the messages stay)."""
+        self._hold_timer = None
+        core = self.core
+        if core.hold_errors and core.input_held and not self._lost:
+            core.hold_errors = False
+            core.receive_data(b"")
+            self._process()
 
     def _close_transport(self) -> None:
         """Close TCP once what is queued is written.

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
     "DEFAULT_MAX_LINE_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "HELD_ERROR_TIMEOUT",
     "LINGER_TIMEOUT",
     "Limits",
 ]
@@ -46,6 +47,10 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024
 #: bytes would reset the connection and could destroy the answer before the client read it
 #: (RFC 9112 9.6, "Tear-down"; Apache's lingering close waits 2 s).
 LINGER_TIMEOUT = 2.0
+#: Seconds a front end holds a bad frame back behind messages the application has not taken
+#: yet (so that its answers to them go out before the Close frame); past it the connection
+#: fails anyway, for an application that never calls ``recv()`` (a send-only feed).
+HELD_ERROR_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)

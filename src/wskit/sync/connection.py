@@ -32,6 +32,7 @@ from wskit.abc import ConnectionStatistics, Data
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State
 from wskit.core.events import Binary, Closed, Event, Ping, Pong, Text
+from wskit.core.limits import HELD_ERROR_TIMEOUT
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -179,6 +180,7 @@ class Connection(ConnectionState):
         self._settled: list[tuple[concurrent.futures.Future[float], float | BaseException]] = []
         self._close_deadline: float | None = None
         self._keepalive_deadline: float | None = None
+        self._hold_deadline: float | None = None  # a bad frame held back fails by then
         self._keepalive_mark = -1
         self._ping_outstanding = False
         self._reader: ThreadLike | None = None
@@ -268,19 +270,25 @@ class Connection(ConnectionState):
             if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
                 self._space.set()
             return message
-        core = self.core
-        if core.hold_errors:
+        if self.core.hold_errors:
             # Every message was handed out: a bad frame held back behind them fails the
             # connection now, after the application's answers to them went out.
-            core.hold_errors = False
-            if core.input_held:
-                core.receive_data(b"")
-                self._process()  # its Close frame is written by recv(), outside the lock
-                if messages:
-                    return messages.popleft()
+            self._release_held_error()  # its Close frame is written by recv(), unlocked
+            if messages:
+                return messages.popleft()
         if self._closed_event is not None:
             raise self._closed_exception()
         return None
+
+    def _release_held_error(self) -> None:
+        """Fail on the bad frame held back, if any: the application took every message
+        before it, or did not within ``HELD_ERROR_TIMEOUT`` (lock held)."""
+        core = self.core
+        core.hold_errors = False
+        self._hold_deadline = None
+        if core.input_held:
+            core.receive_data(b"")
+            self._process()
 
     def __iter__(self) -> Iterator[Data]:
         """The messages until the connection closes: normally (the loop ends) or not
@@ -632,11 +640,15 @@ class Connection(ConnectionState):
             if deadline is not None and now >= deadline:
                 self.logger.debug("closing handshake timed out; dropping the connection")
                 return False
+            hold = self._hold_deadline
+            if hold is not None and now >= hold:
+                self._hold_deadline = hold = None
+                self._release_held_error()
             keepalive = self._keepalive_deadline
             if keepalive is not None and now >= keepalive:
                 self._keepalive(now)
                 keepalive = self._keepalive_deadline
-            deadlines = [d for d in (deadline, keepalive) if d is not None]
+            deadlines = [d for d in (deadline, keepalive, hold) if d is not None]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - now)
@@ -672,6 +684,8 @@ class Connection(ConnectionState):
         core = self.core
         for event in core.events():
             self._dispatch(event)
+        if core.input_held and core.hold_errors and self._hold_deadline is None:
+            self._hold_deadline = time.monotonic() + HELD_ERROR_TIMEOUT
         self._backlog.extend(core.data_to_send())
         if (
             self.core.close_expected()

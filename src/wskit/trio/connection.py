@@ -33,6 +33,7 @@ from wskit.abc import ConnectionStatistics, Data
 from wskit.core.connection import Connection as CoreConnection
 from wskit.core.connection import State
 from wskit.core.events import Binary, Closed, Event, Ping, Pong, Text
+from wskit.core.limits import HELD_ERROR_TIMEOUT
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -45,7 +46,6 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
-    "HELD_ERROR_TIMEOUT",
     "READ_SIZE",
     "Connection",
 ]
@@ -60,10 +60,6 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_MAX_QUEUE = 16
 #: Bytes asked of each ``receive_some()`` (websockets' trio implementation: 64 KiB).
 READ_SIZE = 64 * 1024
-#: Seconds a bad frame is held back behind messages the application has not taken yet (so
-#: that its answers to them go out before the Close frame); past it the connection fails
-#: anyway, for an application that never calls ``recv()``.
-HELD_ERROR_TIMEOUT = 1.0
 
 _OPEN = State.OPEN
 
