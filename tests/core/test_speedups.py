@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -57,6 +58,40 @@ def test_masking_large_payloads_agree() -> None:
         data = rng.randbytes(size)
         mask = rng.randbytes(4)
         assert fast(data, mask) == frames.apply_mask_py(data, mask)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=5000), st.binary(min_size=4, max_size=4), st.integers(0, 31))
+def test_mask_kernels_agree(data: bytes, mask: bytes, offset: int) -> None:
+    """The kernel chosen at import (AVX2 where the CPU has it) and the portable one."""
+    module = compiled()
+    view = memoryview(b"\0" * offset + data)[offset:]
+    expected = frames.apply_mask_py(data, mask)
+    assert module.apply_mask(view, mask) == expected
+    assert module._apply_mask_portable(view, mask) == expected
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def test_mask_kernel_follows_the_cpu() -> None:
+    kernel = compiled().MASK_KERNEL
+    flags = cpu_flags()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        assert kernel == "portable"  # the AVX2 kernel is built for x86-64 only
+    elif flags:
+        assert kernel == ("avx2" if "avx2" in flags else "portable")
+    else:  # no /proc/cpuinfo to compare with
+        assert kernel in ("avx2", "portable")
 
 
 def test_masking_rejects_bad_arguments() -> None:

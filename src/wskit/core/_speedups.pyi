@@ -1,6 +1,9 @@
 """Types of the compiled hot path (src/wskit/core/_speedups.c)."""
 
+MASK_KERNEL: str
+
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
+def _apply_mask_portable(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
 def build_frame(
     first_byte: int, payload: bytes | bytearray | memoryview, mask: bool, /
 ) -> bytes: ...
