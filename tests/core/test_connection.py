@@ -669,6 +669,20 @@ def test_frames_from_encode_frame_roundtrip() -> None:
     assert feed(client, data) == [Binary(b"abc"), Closed(1001, "bye", 1001, "")]
 
 
+@pytest.mark.parametrize("size", [4097, 30_000, connection_module.MASK_CHUNK])
+def test_a_client_frame_up_to_mask_chunk_is_one_buffer(size: int) -> None:
+    """Header, key and masked payload in one buffer: one write, no join in the I/O layer."""
+    limits = Limits.for_size(1 << 20)
+    client, server = open_pair({"limits": limits}, {"limits": limits})
+    payload = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
+    sent_before = client.bytes_sent
+    client.send_binary(payload)
+    out = client.data_to_send()
+    assert [len(piece) for piece in out] == [(4 if size < 65536 else 10) + 4 + size]
+    assert client.bytes_sent - sent_before == len(out[0])
+    assert feed(server, out[0], "random-1") == [Binary(payload)]
+
+
 @pytest.mark.parametrize("size", [connection_module.MASK_CHUNK + 1, 3 * 65536 + 3, 1 << 20])
 def test_a_large_client_frame_is_masked_in_pieces(size: int) -> None:
     """Above MASK_CHUNK a client hands out its masked payload in pieces of that size (no

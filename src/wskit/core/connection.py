@@ -171,7 +171,10 @@ MAX_PENDING_PONGS = 16
 MAX_HELD_BYTES = 64 * 1024
 
 #: Payloads up to this size are copied behind their header into one buffer; larger ones are
-#: handed out as a separate buffer, so the I/O layer writes them without a copy.
+#: handed out as a separate buffer, so the I/O layer writes them without a copy. A client's
+#: frames up to MASK_CHUNK are built as one buffer too: masking copies the payload anyway, so
+#: masking it straight behind its header costs no copy more (and saves the I/O layer joining
+#: header and payload for one write).
 COPY_THRESHOLD = 4096
 #: A client masks a larger payload into pieces of this many bytes (a multiple of 4, so every
 #: piece starts at key offset 0) rather than into one new object as large as the message: the
@@ -498,7 +501,7 @@ class Connection:
 
     def _queue_frame(self, opcode: int, payload: bytes, fin: bool, rsv: int) -> None:
         n = len(payload)
-        if n <= COPY_THRESHOLD:
+        if n <= COPY_THRESHOLD or (self._mask and n <= MASK_CHUNK):
             # Header, key and payload in one bytes object (one allocation when compiled).
             # RFC 6455 5.1: "a client MUST mask all frames that it sends to the server".
             frame = build_frame((FIN if fin else 0) | rsv | opcode, payload, self._mask)
@@ -509,15 +512,11 @@ class Connection:
             # RFC 6455 5.3: "The masking key needs to be unpredictable"; 5.1: "a client MUST
             # mask all frames that it sends to the server".
             key = new_mask()
-            header = encode_header(opcode, n, fin, rsv, key)
-            if n > MASK_CHUNK:
-                self._queue_masked_chunks(header, payload, key)
-                return
-            payload = apply_mask(payload, key)
-        else:
-            header = encode_header(opcode, n, fin, rsv)
+            self._queue_masked_chunks(encode_header(opcode, n, fin, rsv, key), payload, key)
+            return
         # Large: header and payload as two buffers (copying the payload would cost more than
         # the front end's write of two).
+        header = encode_header(opcode, n, fin, rsv)
         self.bytes_sent += len(header) + n
         self._out.append(header)
         self._out.append(payload)
