@@ -287,6 +287,63 @@ def test_close_is_bounded_when_a_send_is_stuck_on_a_peer_that_reads_nothing() ->
     assert done[0] < 3
 
 
+def test_the_reader_keeps_reading_while_a_peer_that_reads_nothing_floods_pings() -> None:
+    """The reader thread answers pings; a peer that sends them without reading fills the
+    socket's buffers. The reader's writes never block (the rest of a write waits for the
+    socket), so it keeps reading: the message behind the flood arrives, memory stays
+    bounded (pongs wait in the core, MAX_PENDING_PONGS), and close() is bounded by
+    close_timeout. Before, the reader blocked in sendall() for as long as the peer read
+    nothing, and so did a close() that had to write."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[Any] = []
+    buffered: list[int] = []
+    closing: list[float] = []
+    done = threading.Event()
+
+    def owner() -> None:
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+        ws = wskit.sync.accept(sock, ping_interval=None, close_timeout=0.5)
+        with contextlib.suppress(TimeoutError):
+            received.append(ws.recv(timeout=WAIT))
+        deadline = time.monotonic() + WAIT
+        while not ws.statistics().write_buffer_size and time.monotonic() < deadline:
+            time.sleep(0.01)  # the socket took what it could; the rest waits
+        buffered.append(ws.statistics().write_buffer_size)
+        # close() writes the rest and its Close frame to a peer that takes nothing: that
+        # write is bounded by close_timeout too (it blocked for good before).
+        started = time.monotonic()
+        ws.close()
+        closing.append(time.monotonic() - started)
+        done.set()
+
+    thread = threading.Thread(target=owner, daemon=True)
+    thread.start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.settimeout(WAIT)
+        sock.connect(listener.getsockname())
+        core = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
+        core.send_request()
+        sock.sendall(b"".join(core.data_to_send()))
+        while core.state is State.CONNECTING:
+            core.receive_data(sock.recv(4096))
+        for _ in range(20_000):  # ~2.5 MB of pongs to answer: far more than the buffers hold
+            core.send_ping(b"p" * 125)
+        core.send_text("after the flood")
+        sock.sendall(b"".join(core.data_to_send()))  # never reads anything
+        assert done.wait(WAIT), "the server's reader stopped reading"
+    finally:
+        sock.close()
+        thread.join(WAIT)
+        listener.close()
+    assert received == ["after the flood"]
+    # What waits to be written is the rest of one write, not 20,000 pongs.
+    assert buffered and 0 < buffered[0] < 64 * 1024
+    assert closing and closing[0] < 3
+
+
 def test_handler_error_closes_with_1011_and_server_survives(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

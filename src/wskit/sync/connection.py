@@ -65,6 +65,8 @@ DEFAULT_MAX_QUEUE = 16
 READ_SIZE = 64 * 1024
 
 _OPEN = State.OPEN
+#: The flag for a ``send()`` that never blocks (Linux, macOS, the BSDs; None on Windows).
+_DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 
 
 def remaining(deadline: float | None) -> float | None:
@@ -172,6 +174,9 @@ class Connection(ConnectionState):
         self._receiving = False
         self._writing = False
         self._backlog: list[bytes] = []
+        # True while the socket did not take what the reader wrote (the rest heads the
+        # backlog): the core keeps its output meanwhile, where pongs are bounded.
+        self._stalled = False
         self._write_error: OSError | None = None
         self._shut_write = False
         self._closed_event: Closed | None = None
@@ -251,7 +256,7 @@ class Connection(ConnectionState):
                     raise
                 finally:
                     if self._backlog:
-                        self._flush(blocking=False)
+                        self._flush(blocking=False, nowait=True)
                     if self._settled:
                         self._settle()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -444,40 +449,60 @@ class Connection(ConnectionState):
             self._abort()
             self.wait_closed()
 
-    def _flush(self, *, blocking: bool, timeout: float | None = None) -> None:
+    def _flush(self, *, blocking: bool, timeout: float | None = None, nowait: bool = False) -> None:
         """Write what the core queued. With ``blocking``, return once it is written (by this
         thread or by the one writing already); without, leave it to the thread writing now,
-        if any. ``timeout`` bounds the wait for another thread's write: past it the
-        connection is dropped (a peer that reads nothing holds that write forever)."""
-        with self._lock:
-            self._backlog.extend(self.core.data_to_send())
-            if self._writing:
-                if not blocking:
+        if any. ``timeout`` bounds the wait for another thread's write, and this thread's
+        own write: past it the connection is dropped (a peer that reads nothing holds a
+        write forever).
+
+        With ``nowait`` (the reader thread, and ``recv()``), this thread's own writes never
+        block: what the socket does not take at once stays at the head of the backlog
+        (``_stalled``) and the reader writes it when the socket is writable. A peer that
+        reads nothing thus cannot stop the reader, and with it reading, keepalive and the
+        close timer. Not on TLS sockets or sockets with a timeout (a blocking write there)."""
+        while True:
+            with self._lock:
+                if not self._stalled:
+                    self._backlog.extend(self.core.data_to_send())
+                if self._writing:
+                    if not blocking:
+                        return
+                    wait = True
+                elif not self._backlog:  # (while stalled it holds the rest of a write)
+                    self._shutdown_if_done()
                     return
-                wait = True
-            elif not self._backlog:
-                self._shutdown_if_done()
-                return
-            else:
-                wait = False
-                self._writing = True
-                self._written.clear()
-        if wait:
-            # The writing thread drains the backlog, ours included, before it stops.
+                else:
+                    wait = False
+                    self._writing = True
+                    self._written.clear()
+            if not wait:
+                break
+            # The writing thread drains the backlog, ours included, before it stops, unless
+            # it is the reader leaving what the socket did not take (then write it here).
             if not self._written.wait(timeout):
                 self._abort()  # its write fails now, and the reader thread sees the end
                 raise self._closed_exception()
             with self._lock:
                 if self._write_error is not None:
                     raise self._closed_exception()
-            return
+                if not self._stalled:
+                    return
+        flags = self._nowait_flags() if nowait or timeout is not None else None
+        deadline = None if timeout is None else time.monotonic() + timeout
         error: BaseException | None = None
+        wrote = False
         try:
             while True:
                 with self._lock:
+                    if wrote:
+                        self._stalled = False  # the rest of a stalled write went out
                     chunks = self._backlog
                     self._backlog = []
-                    chunks.extend(self.core.data_to_send())
+                    if not self._stalled:
+                        # (While stalled, the backlog is the rest of a write, alone: the
+                        # core's output waits in the core until it is written.)
+                        chunks.extend(self.core.data_to_send())
                     if not chunks:
                         # Nothing left: stop writing in the same critical section that saw
                         # it, so that whatever another thread queues next makes it the writer.
@@ -485,7 +510,22 @@ class Connection(ConnectionState):
                         self._written.set()
                         self._shutdown_if_done()
                         return
-                self.socket.sendall(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+                wrote = True
+                if flags is None:
+                    self.socket.sendall(data)
+                    continue
+                sent = self._send_some(data, flags)
+                if sent < len(data) and deadline is not None:
+                    self._send_rest(memoryview(data)[sent:], flags, deadline)
+                elif sent < len(data):
+                    with self._lock:
+                        # The rest goes first, before anything queued meanwhile.
+                        self._backlog.insert(0, data[sent:])
+                        self._stalled = True
+                        self._writing = False
+                        self._written.set()
+                    return
         except BaseException as exc:  # OSError, or an interrupt: never leave _writing set
             error = exc
             with self._lock:
@@ -493,6 +533,7 @@ class Connection(ConnectionState):
                 if self._write_error is None and isinstance(exc, OSError):
                     self._write_error = exc
                     self._backlog = []
+                    self._stalled = False
                 self._written.set()
             if not isinstance(exc, OSError):
                 raise
@@ -501,6 +542,33 @@ class Connection(ConnectionState):
             self._abort()
             if blocking:
                 raise self._closed_exception() from error
+
+    def _send_some(self, data: bytes | memoryview, flags: int) -> int:
+        """Write what the socket takes now, without waiting; return how much that was."""
+        try:
+            return self.socket.send(data, flags)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def _send_rest(self, data: memoryview, flags: int, deadline: float) -> None:
+        """Write all of ``data`` by ``deadline`` or raise :class:`TimeoutError`."""
+        with self._selector_class() as selector:
+            selector.register(self.socket, selectors.EVENT_WRITE)
+            while data:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the peer took nothing written within the timeout")
+                selector.select(left)
+                data = data[self._send_some(data, flags) :]
+
+    def _nowait_flags(self) -> int | None:
+        """``send()`` flags for a write that never blocks, or None where there are none."""
+        sock = self.socket
+        if _DONTWAIT is None or isinstance(sock, ssl_module.SSLSocket):
+            return None
+        if sock.gettimeout() is not None:
+            return None  # with a timeout, Python waits and retries on EAGAIN
+        return _DONTWAIT
 
     def _shutdown_if_done(self) -> None:
         """Half-close TCP once the core says so and everything was written (lock held)."""
@@ -572,7 +640,7 @@ class Connection(ConnectionState):
             selector.register(self.socket, selectors.EVENT_READ)
             with self._lock:
                 self._process()  # frames that came in with the handshake
-            self._flush(blocking=False)
+            self._flush(blocking=False, nowait=True)
             while self._read_once(selector):
                 pass
         except Exception:  # pragma: no cover - a bug: do not die silently
@@ -600,7 +668,7 @@ class Connection(ConnectionState):
         if timeout is False:
             return False
         if self._backlog:
-            self._flush(blocking=False)  # a keepalive ping
+            self._flush(blocking=False, nowait=True)  # a keepalive ping, a stalled write
         if not self._space.is_set():
             # Backpressure: max_queue messages wait for recv(); read again once it catches up.
             self._space.wait(timeout)
@@ -620,16 +688,28 @@ class Connection(ConnectionState):
             else:
                 self.core.receive_eof()
             self._process()
-        self._flush(blocking=False)  # pongs, the Close echo
+        self._flush(blocking=False, nowait=True)  # pongs, the Close echo
         if self._settled:
             self._settle()
         return bool(data)
 
     def _readable(self, selector: selectors.BaseSelector, timeout: float | None) -> bool:
+        """Wait until the socket is readable or ``timeout`` passes; while a write is stalled,
+        write the rest whenever the socket takes more meanwhile."""
         sock = self.socket
         if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
             return True  # decrypted bytes wait in the TLS layer: no socket event for them
-        return bool(selector.select(timeout))
+        want = selectors.EVENT_READ
+        if self._stalled and not self._writing:
+            want |= selectors.EVENT_WRITE
+        if selector.get_key(sock).events != want:
+            selector.modify(sock, want)
+        ready = 0
+        for _, events in selector.select(timeout):
+            ready |= events
+        if ready & selectors.EVENT_WRITE:
+            self._flush(blocking=False, nowait=True)
+        return bool(ready & selectors.EVENT_READ)
 
     def _run_timers(self) -> float | bool | None:
         """Fire the keepalive and close timers that are due; return the seconds until the
@@ -686,7 +766,8 @@ class Connection(ConnectionState):
             self._dispatch(event)
         if core.input_held and core.hold_errors and self._hold_deadline is None:
             self._hold_deadline = time.monotonic() + HELD_ERROR_TIMEOUT
-        self._backlog.extend(core.data_to_send())
+        if not self._stalled:
+            self._backlog.extend(core.data_to_send())
         if (
             self.core.close_expected()
             and self._close_deadline is None
