@@ -96,7 +96,9 @@ def is_valid_close_code(code: int) -> bool:
     return code in _WIRE_CODES or 3000 <= code <= 4999
 
 
-@dataclass(frozen=True, slots=True)
+# Compiled, Frame is an extension type (frames.pxd); Cython's dataclass support does not take
+# ``slots=True``, so it goes without (frames are short-lived).
+@dataclass(frozen=True)
 class Frame:
     """One frame: opcode, payload, FIN and the RSV bits (``rsv`` holds 0x40/0x20/0x10)."""
 
