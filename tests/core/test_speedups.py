@@ -94,6 +94,20 @@ def test_mask_kernel_follows_the_cpu() -> None:
         assert kernel in ("avx2", "portable")
 
 
+@pytest.mark.parametrize(
+    "size", [1, 3, 2047, frames.TRANSLATE_MASK_MIN, 2049, 2051, 4096 + 1, 65536 + 2]
+)
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_pure_masking_both_ways_agree_with_the_definition(size: int, kind: type) -> None:
+    """Pure masking switches from one big-integer XOR to translate() tables at
+    TRANSLATE_MASK_MIN: both give RFC 6455 5.3's ``j = i MOD 4`` XOR."""
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    mask = rng.randbytes(4)
+    expected = bytes(byte ^ mask[i % 4] for i, byte in enumerate(data))
+    assert frames.apply_mask_py(kind(data), mask) == expected
+
+
 def test_masking_rejects_bad_arguments() -> None:
     fast = compiled().apply_mask
     with pytest.raises(ValueError):

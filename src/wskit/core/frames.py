@@ -158,11 +158,33 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     n = len(data)
     if n == 0:
         return b""
-    # One big-integer XOR runs in C and is linear in n: the fastest pure-Python masking.
+    if n >= TRANSLATE_MASK_MIN:
+        # Every fourth byte shares a key byte: four strided translate() calls, in C.
+        out = bytearray(data)
+        for offset in range(4):
+            out[offset::4] = out[offset::4].translate(_xor_table(mask[offset]))
+        return bytes(out)
+    # One big-integer XOR runs in C and is linear in n.
     repeated = mask * ((n >> 2) + 1)
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
         n, "little"
     )
+
+
+#: From this many bytes, pure-Python masking goes through ``bytes.translate`` with a table per
+#: key byte (64 KiB: 77 -> 48 us); below, one big-integer XOR is faster (1 KiB: 1.8 us).
+TRANSLATE_MASK_MIN = 2048
+
+#: ``bytes.translate`` tables XORing every byte with one key byte, made when first needed
+#: (at most 256 of 256 bytes).
+_xor_tables: dict[int, bytes] = {}
+
+
+def _xor_table(key_byte: int) -> bytes:
+    table = _xor_tables.get(key_byte)
+    if table is None:
+        table = _xor_tables[key_byte] = bytes([byte ^ key_byte for byte in range(256)])
+    return table
 
 
 def build_frame_py(first_byte: int, payload: bytes | bytearray | memoryview, mask: bool) -> bytes:
