@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import ssl
 import tempfile
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ import pytest
 import wskit.sync
 from tests.sync.conftest import WAIT, running
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
-from wskit.core.events import Closed, Ping
+from wskit.core.events import Closed, Ping, Pong
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -287,6 +290,60 @@ def test_close_is_bounded_when_a_send_is_stuck_on_a_peer_that_reads_nothing() ->
     assert done[0] < 3
 
 
+@contextlib.contextmanager
+def small_buffers(**kwargs: Any) -> Iterator[tuple[Connection, ClientConnection, socket.socket]]:
+    """A wskit.sync server connection (4 KiB send buffer, no autotuning) and a raw client
+    core on a socket with a 4 KiB receive buffer: a peer that reads nothing fills them fast."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[Connection] = []
+
+    def owner() -> None:
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        kwargs.setdefault("ping_interval", None)
+        kwargs.setdefault("compression", None)
+        accepted.append(wskit.sync.accept(sock, **kwargs))
+
+    thread = threading.Thread(target=owner, daemon=True)
+    thread.start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(WAIT)
+    try:
+        sock.connect(listener.getsockname())
+        core = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
+        core.send_request()
+        sock.sendall(b"".join(core.data_to_send()))
+        while core.state is State.CONNECTING:
+            data = sock.recv(4096)
+            assert data, "server closed during the handshake"
+            core.receive_data(data)
+        core.events()
+        thread.join(WAIT)
+        (ws,) = accepted
+        try:
+            yield ws, core, sock
+        finally:
+            ws.close()
+    finally:
+        sock.close()
+        listener.close()
+
+
+def flood_with_pings(core: ClientConnection, sock: socket.socket, count: int = 20_000) -> None:
+    """Send ``count`` pings (125 bytes each: ~2.5 MB of pongs to answer for 20,000)."""
+    for _ in range(count):
+        core.send_ping(b"p" * 125)
+    sock.sendall(b"".join(core.data_to_send()))
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def test_the_reader_keeps_reading_while_a_peer_that_reads_nothing_floods_pings() -> None:
     """The reader thread answers pings; a peer that sends them without reading fills the
     socket's buffers. The reader's writes never block (the rest of a write waits for the
@@ -294,54 +351,109 @@ def test_the_reader_keeps_reading_while_a_peer_that_reads_nothing_floods_pings()
     bounded (pongs wait in the core, MAX_PENDING_PONGS), and close() is bounded by
     close_timeout. Before, the reader blocked in sendall() for as long as the peer read
     nothing, and so did a close() that had to write."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    received: list[Any] = []
-    buffered: list[int] = []
-    closing: list[float] = []
-    done = threading.Event()
-
-    def owner() -> None:
-        sock, _ = listener.accept()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
-        ws = wskit.sync.accept(sock, ping_interval=None, close_timeout=0.5)
-        with contextlib.suppress(TimeoutError):
-            received.append(ws.recv(timeout=WAIT))
-        deadline = time.monotonic() + WAIT
-        while not ws.statistics().write_buffer_size and time.monotonic() < deadline:
-            time.sleep(0.01)  # the socket took what it could; the rest waits
-        buffered.append(ws.statistics().write_buffer_size)
+    with small_buffers(close_timeout=0.5) as (ws, core, sock):
+        flood_with_pings(core, sock)
+        core.send_text("after the flood")
+        sock.sendall(b"".join(core.data_to_send()))  # and never reads anything
+        assert ws.recv(timeout=WAIT) == "after the flood"
+        wait_for(lambda: ws.statistics().write_buffer_size > 0)  # the rest of a write waits
+        # What waits to be written is the rest of one write, not 20,000 pongs.
+        assert ws.statistics().write_buffer_size < 64 * 1024
         # close() writes the rest and its Close frame to a peer that takes nothing: that
         # write is bounded by close_timeout too (it blocked for good before).
         started = time.monotonic()
         ws.close()
-        closing.append(time.monotonic() - started)
-        done.set()
+        assert time.monotonic() - started < 3
 
-    thread = threading.Thread(target=owner, daemon=True)
-    thread.start()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    try:
-        sock.settimeout(WAIT)
-        sock.connect(listener.getsockname())
-        core = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
-        core.send_request()
+
+def test_a_reader_paused_by_max_queue_still_writes_what_it_owes() -> None:
+    """A reader paused by max_queue (recv() not called) does not read, but it still writes
+    the rest of its pongs once the peer reads again: the answer to a ping sent before the
+    queue filled arrives without the application calling recv()."""
+    with small_buffers(max_queue=2, close_timeout=0.5) as (ws, core, sock):
+        flood_with_pings(core, sock)
+        wait_for(lambda: ws.statistics().write_buffer_size > 0)  # stalled: the peer reads nothing
+        core.send_ping(b"last")
+        for index in range(3):
+            core.send_text(f"m{index}")  # the queue fills: the reader pauses
         sock.sendall(b"".join(core.data_to_send()))
-        while core.state is State.CONNECTING:
-            core.receive_data(sock.recv(4096))
-        for _ in range(20_000):  # ~2.5 MB of pongs to answer: far more than the buffers hold
-            core.send_ping(b"p" * 125)
-        core.send_text("after the flood")
-        sock.sendall(b"".join(core.data_to_send()))  # never reads anything
-        assert done.wait(WAIT), "the server's reader stopped reading"
+        wait_for(lambda: ws.statistics().messages_queued >= 2)
+        answered = False
+        deadline = time.monotonic() + WAIT
+        while not answered and time.monotonic() < deadline:  # the peer reads again
+            data = sock.recv(65536)
+            assert data, "the server closed"
+            core.receive_data(data)
+            answered = any(
+                isinstance(event, Pong) and event.payload == b"last" for event in core.events()
+            )
+        assert answered
+        assert ws.statistics().messages_queued >= 2  # nobody called recv()
+
+
+def test_pongs_do_not_pile_up_behind_a_blocked_send() -> None:
+    """While a send() blocks on a peer that reads nothing, the pongs the reader owes stay in
+    the core (at most MAX_PENDING_PONGS); before, every read moved its pongs into the
+    connection's backlog, which grew as long as the peer kept pinging."""
+    tracemalloc.start()
+    try:
+        with small_buffers(close_timeout=0.5) as (ws, core, sock):
+
+            def send_a_megabyte() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    ws.send(b"x" * 1_000_000)
+
+            sender = threading.Thread(target=send_a_megabyte, daemon=True)
+            sender.start()
+            wait_for(lambda: ws.statistics().bytes_sent > 0)
+            time.sleep(0.2)  # the send() is blocked in sendall() now
+            before = tracemalloc.get_traced_memory()[0]
+            flood_with_pings(core, sock, 40_000)  # ~5 MB read: ~16 pongs per read to answer
+            wait_for(lambda: ws.statistics().bytes_received > 5_000_000)
+            grown = tracemalloc.get_traced_memory()[0] - before
+            assert sender.is_alive()
+        sender.join(WAIT)
     finally:
-        sock.close()
+        tracemalloc.stop()
+    assert grown < 256 * 1024
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_an_interrupted_write_fails_the_connection() -> None:
+    """An exception that interrupts a write (Ctrl-C, gevent.Timeout) leaves the stream cut
+    in an unknown place: the connection is dropped, and later sends raise ConnectionClosed
+    (before, they went on writing after a partial frame, or silently wrote nothing)."""
+
+    class Interrupt(BaseException):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupt
+
+    with small_buffers(close_timeout=0.5) as (ws, _core, _sock):
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(Interrupt):
+                ws.send(b"x" * 10_000_000)  # the peer reads nothing: blocks until the alarm
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        outcome: list[BaseException | None] = []
+
+        def send_again() -> None:
+            try:
+                ws.send("after")
+            except BaseException as exc:  # recorded for the assertion
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        thread = threading.Thread(target=send_again, daemon=True)
+        thread.start()
         thread.join(WAIT)
-        listener.close()
-    assert received == ["after the flood"]
-    # What waits to be written is the rest of one write, not 20,000 pongs.
-    assert buffered and 0 < buffered[0] < 64 * 1024
-    assert closing and closing[0] < 3
+        assert outcome and isinstance(outcome[0], ConnectionClosed)
+        assert ws.wait_closed(WAIT)
 
 
 def test_handler_error_closes_with_1011_and_server_survives(

@@ -13,6 +13,7 @@ The thread, event and selector types are parameters (``thread_class``, ``event_c
 
 from __future__ import annotations
 
+import _socket
 import concurrent.futures
 import contextlib
 import logging
@@ -67,6 +68,9 @@ READ_SIZE = 64 * 1024
 _OPEN = State.OPEN
 #: The flag for a ``send()`` that never blocks (Linux, macOS, the BSDs; None on Windows).
 _DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
+#: The standard socket's own ``send``: a socket class that overrides it (TLS, gevent,
+#: eventlet) may wait inside it whatever the flags say.
+_PLAIN_SEND = _socket.socket.send
 
 
 def remaining(deadline: float | None) -> float | None:
@@ -174,9 +178,16 @@ class Connection(ConnectionState):
         self._receiving = False
         self._writing = False
         self._backlog: list[bytes] = []
-        # True while the socket did not take what the reader wrote (the rest heads the
+        # True while the socket did not take what the reader wrote (the rest is the
         # backlog): the core keeps its output meanwhile, where pongs are bounded.
         self._stalled = False
+        self._writes_over = False  # set by the reader at the end: nobody writes any more
+        # A socket pair that wakes the reader thread from its select(): another thread left
+        # it work (room in the queue, a frame to write, a new deadline).
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._wake_pending = False
+        self._registered = 0  # the events the reader's selector watches on the socket
         self._write_error: OSError | None = None
         self._shut_write = False
         self._closed_event: Closed | None = None
@@ -255,8 +266,11 @@ class Connection(ConnectionState):
                     self._release_to_owner()
                     raise
                 finally:
-                    if self._backlog:
-                        self._flush(blocking=False, nowait=True)
+                    if self._wake_pending:
+                        # Room in the queue, or a Close frame to write (a bad frame that was
+                        # held back): the reader thread does it; recv() never writes.
+                        self._wake_pending = False
+                        self._wake()
                     if self._settled:
                         self._settle()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -274,6 +288,7 @@ class Connection(ConnectionState):
             message = messages.popleft()
             if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
                 self._space.set()
+                self._wake_pending = True
             return message
         if self.core.hold_errors:
             # Every message was handed out: a bad frame held back behind them fails the
@@ -294,6 +309,7 @@ class Connection(ConnectionState):
         if core.input_held:
             core.receive_data(b"")
             self._process()
+            self._wake_pending = True
 
     def __iter__(self) -> Iterator[Data]:
         """The messages until the connection closes: normally (the loop ends) or not
@@ -456,41 +472,37 @@ class Connection(ConnectionState):
         own write: past it the connection is dropped (a peer that reads nothing holds a
         write forever).
 
-        With ``nowait`` (the reader thread, and ``recv()``), this thread's own writes never
-        block: what the socket does not take at once stays at the head of the backlog
-        (``_stalled``) and the reader writes it when the socket is writable. A peer that
-        reads nothing thus cannot stop the reader, and with it reading, keepalive and the
-        close timer. Not on TLS sockets or sockets with a timeout (a blocking write there)."""
+        ``nowait`` is for the reader thread: its writes never block. What the socket does not
+        take at once stays in the backlog (``_stalled``) and the reader writes it when the
+        socket takes more, so a peer that reads nothing cannot stop the reader (and with it
+        reading, keepalive and the close timer). While another thread writes, the core keeps
+        its output (pongs bounded there); the writer takes it. Not on sockets whose ``send``
+        may wait (TLS, gevent, eventlet) or that have a timeout: those writes block."""
         while True:
             with self._lock:
-                if not self._stalled:
-                    self._backlog.extend(self.core.data_to_send())
-                if self._writing:
-                    if not blocking:
+                if self._write_error is not None or self._writes_over:
+                    return  # nothing goes out after a failed write or the end
+                if not self._writing:
+                    if not self._stalled:
+                        self._backlog.extend(self.core.data_to_send())
+                    if not self._backlog:
+                        self._shutdown_if_done()
                         return
-                    wait = True
-                elif not self._backlog:  # (while stalled it holds the rest of a write)
-                    self._shutdown_if_done()
-                    return
-                else:
-                    wait = False
                     self._writing = True
                     self._written.clear()
-            if not wait:
-                break
-            # The writing thread drains the backlog, ours included, before it stops, unless
-            # it is the reader leaving what the socket did not take (then write it here).
+                    break
+                if not blocking:
+                    return
+            # Another thread writes: it takes what the core queued until there is none left;
+            # then whatever remains (the rest of a stalled write) is this thread's to write.
             if not self._written.wait(timeout):
                 self._abort()  # its write fails now, and the reader thread sees the end
                 raise self._closed_exception()
             with self._lock:
                 if self._write_error is not None:
                     raise self._closed_exception()
-                if not self._stalled:
-                    return
         flags = self._nowait_flags() if nowait or timeout is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
-        error: BaseException | None = None
         wrote = False
         try:
             while True:
@@ -500,8 +512,7 @@ class Connection(ConnectionState):
                     chunks = self._backlog
                     self._backlog = []
                     if not self._stalled:
-                        # (While stalled, the backlog is the rest of a write, alone: the
-                        # core's output waits in the core until it is written.)
+                        # (While stalled, the backlog is the rest of a write and goes alone.)
                         chunks.extend(self.core.data_to_send())
                     if not chunks:
                         # Nothing left: stop writing in the same critical section that saw
@@ -520,28 +531,30 @@ class Connection(ConnectionState):
                     self._send_rest(memoryview(data)[sent:], flags, deadline)
                 elif sent < len(data):
                     with self._lock:
-                        # The rest goes first, before anything queued meanwhile.
-                        self._backlog.insert(0, data[sent:])
+                        self._backlog = [data[sent:]]
                         self._stalled = True
                         self._writing = False
                         self._written.set()
                     return
         except BaseException as exc:  # OSError, or an interrupt: never leave _writing set
-            error = exc
+            # How much of the stream went out is unknown: nothing more can be written.
             with self._lock:
                 self._writing = False
-                if self._write_error is None and isinstance(exc, OSError):
-                    self._write_error = exc
-                    self._backlog = []
-                    self._stalled = False
+                if self._write_error is None:
+                    self._write_error = (
+                        exc
+                        if isinstance(exc, OSError)
+                        else ConnectionAbortedError(f"write interrupted by {exc!r}")
+                    )
+                self._backlog = []
+                self._stalled = False
                 self._written.set()
+            self.logger.debug("write failed: %r", exc)
+            self._abort()
             if not isinstance(exc, OSError):
                 raise
-        if error is not None:
-            self.logger.debug("write failed: %s", error)
-            self._abort()
             if blocking:
-                raise self._closed_exception() from error
+                raise self._closed_exception() from exc
 
     def _send_some(self, data: bytes | memoryview, flags: int) -> int:
         """Write what the socket takes now, without waiting; return how much that was."""
@@ -564,11 +577,18 @@ class Connection(ConnectionState):
     def _nowait_flags(self) -> int | None:
         """``send()`` flags for a write that never blocks, or None where there are none."""
         sock = self.socket
-        if _DONTWAIT is None or isinstance(sock, ssl_module.SSLSocket):
-            return None
+        if _DONTWAIT is None or type(sock).send is not _PLAIN_SEND:
+            return None  # TLS, green sockets: their send() waits on EAGAIN
         if sock.gettimeout() is not None:
             return None  # with a timeout, Python waits and retries on EAGAIN
         return _DONTWAIT
+
+    def _wake(self) -> None:
+        """Make the reader thread look again (from another thread)."""
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+                wake.send(b"\0")
 
     def _shutdown_if_done(self) -> None:
         """Half-close TCP once the core says so and everything was written (lock held)."""
@@ -592,6 +612,7 @@ class Connection(ConnectionState):
                 self.core.send_close(code, reason)
                 self._process()
             self._space.set()  # a reader paused by max_queue must see the answer
+        self._wake()  # ... and the close timer
         with contextlib.suppress(ConnectionClosed):
             self._flush(blocking=True, timeout=self.close_timeout)
         if not self.wait_closed(self.close_timeout):
@@ -630,6 +651,9 @@ class Connection(ConnectionState):
         self._keepalive_mark = self.core.bytes_received
         if self.ping_interval:
             self._keepalive_deadline = time.monotonic() + self.ping_interval
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         reader = self._thread_class(target=self._read_loop, daemon=True, name=name)
         self._reader = reader
         reader.start()
@@ -637,7 +661,10 @@ class Connection(ConnectionState):
     def _read_loop(self) -> None:
         selector = self._selector_class()
         try:
+            assert self._wake_r is not None
+            selector.register(self._wake_r, selectors.EVENT_READ)
             selector.register(self.socket, selectors.EVENT_READ)
+            self._registered = selectors.EVENT_READ
             with self._lock:
                 self._process()  # frames that came in with the handshake
             self._flush(blocking=False, nowait=True)
@@ -652,13 +679,23 @@ class Connection(ConnectionState):
                     self.core.receive_eof()
                     self._process()
                 self._fail_waiters()
-            # Another thread may still be writing (a send() that raced with the close): the
-            # socket is closed once it is done, never under it. A peer that stopped reading
-            # cannot make that last: after close_timeout the socket is shut down.
+                # The rest of a stalled write is dropped, and no thread starts writing now.
+                self._writes_over = True
+                if not self._writing:
+                    self._backlog = []
+                    self._stalled = False
+            # A thread may still be writing (a send() that raced with the close): the socket
+            # is closed once it is done, never under it. A peer that stopped reading cannot
+            # make that last: after close_timeout the socket is shut down.
             if not self._written.wait(self.close_timeout):
                 self._abort()
                 self._written.wait()
             self._close_socket()
+            wake_r, wake_w = self._wake_r, self._wake_w
+            self._wake_r = self._wake_w = None
+            for wake in (wake_r, wake_w):
+                if wake is not None:
+                    wake.close()
             self._settle()
             self._done.set()
 
@@ -667,14 +704,12 @@ class Connection(ConnectionState):
         timeout = self._run_timers()
         if timeout is False:
             return False
-        if self._backlog:
-            self._flush(blocking=False, nowait=True)  # a keepalive ping, a stalled write
-        if not self._space.is_set():
-            # Backpressure: max_queue messages wait for recv(); read again once it catches up.
-            self._space.wait(timeout)
-            return True
+        # A keepalive ping, a Close frame, the rest of a stalled write.
+        self._flush(blocking=False, nowait=True)
         try:
-            if not self._readable(selector, timeout):
+            # Backpressure: with max_queue messages waiting for recv(), the reader stops
+            # reading until recv() catches up (it wakes the reader).
+            if not self._wait(selector, timeout, reading=self._space.is_set()):
                 return True
             data = self.socket.recv(self.read_size)
         except (ssl_module.SSLWantReadError, BlockingIOError, InterruptedError):
@@ -693,23 +728,39 @@ class Connection(ConnectionState):
             self._settle()
         return bool(data)
 
-    def _readable(self, selector: selectors.BaseSelector, timeout: float | None) -> bool:
-        """Wait until the socket is readable or ``timeout`` passes; while a write is stalled,
-        write the rest whenever the socket takes more meanwhile."""
+    def _wait(self, selector: selectors.BaseSelector, timeout: float | None, reading: bool) -> bool:
+        """Wait until the socket is readable (when ``reading``), another thread wakes this
+        one, or ``timeout`` passes; True if the socket is readable. While a write of this
+        thread is stalled, write the rest whenever the socket takes more."""
         sock = self.socket
-        if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+        if reading and isinstance(sock, ssl_module.SSLSocket) and sock.pending():
             return True  # decrypted bytes wait in the TLS layer: no socket event for them
-        want = selectors.EVENT_READ
+        want = selectors.EVENT_READ if reading else 0
         if self._stalled and not self._writing:
             want |= selectors.EVENT_WRITE
-        if selector.get_key(sock).events != want:
-            selector.modify(sock, want)
+        if want != self._registered:
+            if not self._registered:
+                selector.register(sock, want)
+            elif not want:
+                selector.unregister(sock)
+            else:
+                selector.modify(sock, want)
+            self._registered = want
         ready = 0
-        for _, events in selector.select(timeout):
-            ready |= events
+        for key, events in selector.select(timeout):
+            if key.fileobj is sock:
+                ready |= events
+            else:
+                self._drain_wake()
         if ready & selectors.EVENT_WRITE:
             self._flush(blocking=False, nowait=True)
         return bool(ready & selectors.EVENT_READ)
+
+    def _drain_wake(self) -> None:
+        wake = self._wake_r
+        with contextlib.suppress(OSError):  # empty (BlockingIOError), or closed
+            while wake is not None and wake.recv(256):
+                pass
 
     def _run_timers(self) -> float | bool | None:
         """Fire the keepalive and close timers that are due; return the seconds until the
@@ -759,15 +810,13 @@ class Connection(ConnectionState):
         self._keepalive_deadline = now + delay
 
     def _process(self) -> None:
-        """Dispatch the core's events and queue its answers for :meth:`_flush`, which the
-        caller runs once it let go of the lock (lock held)."""
+        """Dispatch the core's events; its answers stay in the core for :meth:`_flush`,
+        which the caller runs once it let go of the lock (lock held)."""
         core = self.core
         for event in core.events():
             self._dispatch(event)
         if core.input_held and core.hold_errors and self._hold_deadline is None:
             self._hold_deadline = time.monotonic() + HELD_ERROR_TIMEOUT
-        if not self._stalled:
-            self._backlog.extend(core.data_to_send())
         if (
             self.core.close_expected()
             and self._close_deadline is None
