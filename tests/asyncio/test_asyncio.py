@@ -23,6 +23,7 @@ from wskit.asyncio import (
     BroadcastResult,
     Connection,
     WebSocketServerConnection,
+    accept,
     broadcast,
     connect,
     serve,
@@ -30,7 +31,7 @@ from wskit.asyncio import (
 from wskit.asyncio.connection import READ_BUFFER_SIZE
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.connection import encode_message
-from wskit.core.events import Ping, Text
+from wskit.core.events import Ping, Pong, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -39,6 +40,9 @@ from wskit.exceptions import (
     InvalidHandshake,
     InvalidStatus,
 )
+
+#: Bound on every wait of the tests that could otherwise hang (seconds).
+WAIT = 10.0
 
 
 async def echo(ws: Connection) -> None:
@@ -272,6 +276,61 @@ async def test_messages_before_a_bad_frame_are_answered_first() -> None:
     answer = bytes(b ^ data[2 + i % 4] for i, b in enumerate(data[6:12]))
     assert answer == b"answer"
     assert data[12] == 0x88
+
+
+async def test_pongs_wait_in_the_core_while_writing_is_paused() -> None:
+    """A peer that pings without reading: above the write buffer's high-water mark the
+    pongs the core owes stay in the core (at most MAX_PENDING_PONGS) instead of piling up in
+    the transport's buffer, and the connection keeps reading (a message behind the flood
+    arrives). They go out once the peer reads again."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    client_sock = socket.socket()
+    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client_sock.setblocking(False)
+    try:
+        connecting = loop.create_task(loop.sock_connect(client_sock, listener.getsockname()))
+        server_sock, _ = await loop.sock_accept(listener)
+        await connecting
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+        client = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
+        client.send_request()
+        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        accepting = loop.create_task(
+            accept(
+                server_sock,
+                compression=None,
+                ping_interval=None,
+                close_timeout=0.5,
+                write_limit=4096,
+            )
+        )
+        while client.state is State.CONNECTING:
+            client.receive_data(await loop.sock_recv(client_sock, 4096))
+        client.events()
+        ws = await asyncio.wait_for(accepting, WAIT)
+        for _ in range(100_000):  # 13 MB of pings: about 16 pongs owed per read
+            client.send_ping(b"p" * 125)
+        client.send_text("after the flood")
+        await asyncio.wait_for(
+            loop.sock_sendall(client_sock, b"".join(client.data_to_send())), WAIT
+        )
+        assert await asyncio.wait_for(ws.recv(), WAIT) == "after the flood"
+        # The high-water mark (4 KiB) plus one read's pongs at most; before: 2 KiB per read.
+        assert ws.transport.get_write_buffer_size() < 16 * 1024
+        client.send_ping(b"last")
+        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        answered = False
+        while not answered:  # the peer reads again: everything owed goes out
+            data = await asyncio.wait_for(loop.sock_recv(client_sock, 65536), WAIT)
+            assert data
+            client.receive_data(data)
+            answered = any(e == Pong(b"last") for e in client.events())
+        await ws.close()
+    finally:
+        client_sock.close()
+        listener.close()
 
 
 async def test_ping_returns_round_trip_time() -> None:

@@ -27,7 +27,7 @@ cdef class HotPath:
     cdef public object _hold_timer
 
     # C functions: called from this class only (Python code calls _process/_write_pending).
-    @cython.locals(events=list, batching=bint)
+    @cython.locals(events=list, batching=bint, writing=bint)
     cdef _dispatch(self, list pending)
     @cython.locals(count=Py_ssize_t, index=Py_ssize_t)
     cdef _dispatch_events(self, list events, object handler)

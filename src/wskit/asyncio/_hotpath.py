@@ -163,7 +163,13 @@ class HotPath:
 
     def _dispatch(self, pending: list[Event] | None) -> None:
         core = self.core
-        self._write_out()
+        # Above the write buffer's high-water mark, what the core answers by itself (pongs)
+        # stays in the core, where MAX_PENDING_PONGS bounds it, until resume_writing(): a
+        # peer that pings without reading cannot grow the transport's buffer. Once closing,
+        # everything goes out (the Close frame must).
+        writing = not self._writing_paused or core.state is not State.OPEN
+        if writing:
+            self._write_out()
         events = core.events()
         if pending:
             events = pending + events
@@ -178,7 +184,7 @@ class HotPath:
             self._dispatch_events(events, handler)
         finally:
             self._batching = batching
-        if not batching:
+        if not batching and (writing or core.state is not State.OPEN):
             self._write_out()
         if (
             self.handler is not None

@@ -405,6 +405,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._write_pending()  # what the core kept while paused (pongs)
         self._wake_drain_waiters(None)
         handler = self.handler
         if handler is not None and self.core.state is State.OPEN:
