@@ -10,6 +10,7 @@ compression on and off (``--ws-per-message-deflate``), a message over ``--ws-max
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed as PeerClosed
@@ -149,3 +151,75 @@ def test_a_bad_upgrade_is_answered_by_the_engine(uvicorn_server: tuple[str, bool
         )
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 426 "), answer[:60]
+
+
+def test_pongs_wait_in_the_core_while_writing_is_paused() -> None:
+    """The engine on a real transport (in-process, a socket pair from a real listener): a
+    peer that pings and never reads. Above the write buffer's high-water mark the pongs the
+    core owes stay in the core (MAX_PENDING_PONGS), and the app still gets the message behind
+    the flood; everything owed goes out once the peer reads again."""
+    asyncio.run(asyncio.wait_for(_pongs_wait_in_the_core(), WAIT))
+
+
+async def _pongs_wait_in_the_core() -> None:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from wskit.core import ClientConnection, State
+    from wskit.core.events import Pong
+    from wskit.integrations.uvicorn import WebSocketProtocol
+
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            await received.put(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    config = Config(app, ws=WebSocketProtocol, ws_per_message_deflate=False, lifespan="off")
+    config.ws_ping_interval = None
+    config.load()
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    client_sock = socket.socket()
+    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client_sock.setblocking(False)
+    try:
+        connecting = loop.create_task(loop.sock_connect(client_sock, listener.getsockname()))
+        server_sock, _ = await loop.sock_accept(listener)
+        await connecting
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        await loop.connect_accepted_socket(lambda: protocol, server_sock)
+        protocol.transport.set_write_buffer_limits(high=4096)
+        client = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
+        client.send_request()
+        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        while client.state is State.CONNECTING:
+            client.receive_data(await loop.sock_recv(client_sock, 4096))
+        client.events()
+        for _ in range(100_000):  # 13 MB of pings: about 16 pongs owed per read
+            client.send_ping(b"p" * 125)
+        client.send_text("after the flood")
+        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        message = await received.get()
+        assert message == {"type": "websocket.receive", "text": "after the flood"}
+        # The high-water mark (4 KiB) plus one read's pongs at most; before: 2 KiB per read.
+        assert protocol.transport.get_write_buffer_size() < 16 * 1024
+        client.send_ping(b"last")
+        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        answered = False
+        while not answered:  # the peer reads again: everything owed goes out
+            data = await loop.sock_recv(client_sock, 65536)
+            assert data
+            client.receive_data(data)
+            answered = any(event == Pong(b"last") for event in client.events())
+        protocol.transport.abort()
+    finally:
+        client_sock.close()
+        listener.close()

@@ -145,6 +145,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writable.set()
+        self._process()  # what the core kept while writing was paused (pongs)
 
     def shutdown(self) -> None:
         """uvicorn is shutting down: close with 1012 (service restart), or answer 500."""
@@ -172,10 +173,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._disconnect(event.code, event.reason)  # type: ignore[union-attr]
             elif kind is Request:
                 self._connect(event)  # type: ignore[arg-type]
-        data = core.data_to_send()
         transport = self.transport
-        if data and not transport.is_closing():
-            transport.write(b"".join(data))
+        # Above the write buffer's high-water mark, the pongs the core owes stay in the core
+        # (MAX_PENDING_PONGS) until resume_writing(): a peer that pings and never reads cannot
+        # grow the transport's buffer. Once closing, everything goes out.
+        if self.writable.is_set() or core.state is not State.OPEN:
+            data = core.data_to_send()
+            if data and not transport.is_closing():
+                transport.write(b"".join(data))
         if core.should_close() and not transport.is_closing() and not self.half_closed:
             if self.accepted and transport.can_write_eof():
                 self.half_closed = True
