@@ -418,6 +418,27 @@ def test_pongs_do_not_pile_up_behind_a_blocked_send() -> None:
     assert grown < 256 * 1024
 
 
+def test_a_failure_from_the_application_wakes_a_paused_reader() -> None:
+    """A fragmented send() that fails closes the connection (1011) from the application's
+    thread while the reader is paused by max_queue: the reader is woken, sees the close
+    timer and the peer's answer, and the connection ends without anyone calling close()."""
+    with small_buffers(max_queue=2, close_timeout=0.5) as (ws, core, sock):
+        for index in range(3):
+            core.send_text(f"m{index}")
+        sock.sendall(b"".join(core.data_to_send()))
+        wait_for(lambda: ws.statistics().messages_queued >= 2)  # the reader is paused
+
+        def fragments() -> Iterator[str]:
+            yield "first fragment"
+            raise ValueError("the producer failed")
+
+        with pytest.raises(ValueError):
+            ws.send(fragments())
+        # The peer does not answer: the close timer, watched by the woken reader, ends it.
+        assert ws.wait_closed(WAIT)
+        assert ws.recv(timeout=0) == "m0"  # what was received is still delivered
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 def test_an_interrupted_write_fails_the_connection() -> None:
     """An exception that interrupts a write (Ctrl-C, gevent.Timeout) leaves the stream cut

@@ -177,7 +177,7 @@ class Connection(ConnectionState):
         self._space.set()
         self._receiving = False
         self._writing = False
-        self._backlog: list[bytes] = []
+        self._backlog: list[bytes | memoryview] = []
         # True while the socket did not take what the reader wrote (the rest is the
         # backlog): the core keeps its output meanwhile, where pongs are bounded.
         self._stalled = False
@@ -186,7 +186,6 @@ class Connection(ConnectionState):
         # it work (room in the queue, a frame to write, a new deadline).
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        self._wake_pending = False
         self._registered = 0  # the events the reader's selector watches on the socket
         self._write_error: OSError | None = None
         self._shut_write = False
@@ -258,6 +257,10 @@ class Connection(ConnectionState):
             while True:
                 try:
                     with self._lock:
+                        if self._space.is_set() and not self._registered & selectors.EVENT_READ:
+                            # The reader still waits as if paused by max_queue: wake it (again,
+                            # should the wake-up of _take() have been lost to an interrupt).
+                            self._wake()
                         message = self._take()
                         if message is not None:
                             return message
@@ -266,11 +269,6 @@ class Connection(ConnectionState):
                     self._release_to_owner()
                     raise
                 finally:
-                    if self._wake_pending:
-                        # Room in the queue, or a Close frame to write (a bad frame that was
-                        # held back): the reader thread does it; recv() never writes.
-                        self._wake_pending = False
-                        self._wake()
                     if self._settled:
                         self._settle()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -288,19 +286,19 @@ class Connection(ConnectionState):
             message = messages.popleft()
             if not self._space.is_set() and len(messages) <= (self.max_queue or 0) // 2:
                 self._space.set()
-                self._wake_pending = True
+                self._wake()  # the reader reads again
             return message
         if self.core.hold_errors:
             # Every message was handed out: a bad frame held back behind them fails the
             # connection now, after the application's answers to them went out.
-            self._release_held_error()  # its Close frame is written by recv(), unlocked
+            self._release_held_error()  # the reader thread writes its Close frame
             if messages:
                 return messages.popleft()
         if self._closed_event is not None:
             raise self._closed_exception()
         return None
 
-    def _release_held_error(self) -> None:
+    def _release_held_error(self, *, from_reader: bool = False) -> None:
         """Fail on the bad frame held back, if any: the application took every message
         before it, or did not within ``HELD_ERROR_TIMEOUT`` (lock held)."""
         core = self.core
@@ -308,8 +306,7 @@ class Connection(ConnectionState):
         self._hold_deadline = None
         if core.input_held:
             core.receive_data(b"")
-            self._process()
-            self._wake_pending = True
+            self._process(from_reader=from_reader)
 
     def __iter__(self) -> Iterator[Data]:
         """The messages until the connection closes: normally (the loop ends) or not
@@ -478,33 +475,36 @@ class Connection(ConnectionState):
         reading, keepalive and the close timer). While another thread writes, the core keeps
         its output (pongs bounded there); the writer takes it. Not on sockets whose ``send``
         may wait (TLS, gevent, eventlet) or that have a timeout: those writes block."""
-        while True:
-            with self._lock:
-                if self._write_error is not None or self._writes_over:
-                    return  # nothing goes out after a failed write or the end
-                if not self._writing:
-                    if not self._stalled:
-                        self._backlog.extend(self.core.data_to_send())
-                    if not self._backlog:
-                        self._shutdown_if_done()
-                        return
-                    self._writing = True
-                    self._written.clear()
-                    break
-                if not blocking:
-                    return
-            # Another thread writes: it takes what the core queued until there is none left;
-            # then whatever remains (the rest of a stalled write) is this thread's to write.
-            if not self._written.wait(timeout):
-                self._abort()  # its write fails now, and the reader thread sees the end
-                raise self._closed_exception()
-            with self._lock:
-                if self._write_error is not None:
-                    raise self._closed_exception()
-        flags = self._nowait_flags() if nowait or timeout is not None else None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        wrote = False
+        claimed = False  # this thread took the writer's role (and must give it back)
         try:
+            while True:
+                with self._lock:
+                    if self._write_error is not None or self._writes_over:
+                        # Nothing goes out after a failed write or the end: a blocking caller
+                        # whose bytes may be among those left learns it.
+                        if blocking and (self._write_error is not None or self._has_output()):
+                            raise self._closed_exception()
+                        return
+                    if not self._writing:
+                        if not self._stalled:
+                            self._backlog.extend(self.core.data_to_send())
+                        if not self._backlog:
+                            self._shutdown_if_done()
+                            return
+                        claimed = True
+                        self._writing = True
+                        self._written.clear()
+                        break
+                    if not blocking:
+                        return
+                # Another thread writes: it takes what the core queued until none is left;
+                # what remains then (the rest of a stalled write) is this thread's to write.
+                if not self._written.wait(timeout):
+                    self._abort()  # its write fails now, and the reader thread sees the end
+                    raise self._closed_exception()
+            flags = self._nowait_flags() if nowait or timeout is not None else None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            wrote = False
             while True:
                 with self._lock:
                     if wrote:
@@ -531,12 +531,14 @@ class Connection(ConnectionState):
                     self._send_rest(memoryview(data)[sent:], flags, deadline)
                 elif sent < len(data):
                     with self._lock:
-                        self._backlog = [data[sent:]]
+                        self._backlog = [memoryview(data)[sent:]]
                         self._stalled = True
                         self._writing = False
                         self._written.set()
                     return
         except BaseException as exc:  # OSError, or an interrupt: never leave _writing set
+            if not claimed:
+                raise
             # How much of the stream went out is unknown: nothing more can be written.
             with self._lock:
                 self._writing = False
@@ -555,6 +557,15 @@ class Connection(ConnectionState):
                 raise
             if blocking:
                 raise self._closed_exception() from exc
+
+    def _has_output(self) -> bool:
+        """Bytes are left to write: the rest of a write, or output in the core (lock held)."""
+        if self._backlog:
+            return True
+        pending = self.core.data_to_send()
+        if pending:
+            self._backlog = list(pending)
+        return bool(pending)
 
     def _send_some(self, data: bytes | memoryview, flags: int) -> int:
         """Write what the socket takes now, without waiting; return how much that was."""
@@ -584,11 +595,13 @@ class Connection(ConnectionState):
         return _DONTWAIT
 
     def _wake(self) -> None:
-        """Make the reader thread look again (from another thread)."""
-        wake = self._wake_w
-        if wake is not None:
-            with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
-                wake.send(b"\0")
+        """Make the reader thread look again (from another thread). Under the lock, so that
+        the reader cannot close the socket pair meanwhile (a non-blocking send: no wait)."""
+        with self._lock:
+            wake = self._wake_w
+            if wake is not None:
+                with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+                    wake.send(b"\0")
 
     def _shutdown_if_done(self) -> None:
         """Half-close TCP once the core says so and everything was written (lock held)."""
@@ -651,7 +664,12 @@ class Connection(ConnectionState):
         self._keepalive_mark = self.core.bytes_received
         if self.ping_interval:
             self._keepalive_deadline = time.monotonic() + self.ping_interval
-        self._wake_r, self._wake_w = socket.socketpair()
+        try:
+            self._wake_r, self._wake_w = socket.socketpair()
+        except OSError:  # out of descriptors: the connection cannot run
+            self._abort()
+            self._close_socket()
+            raise
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         reader = self._thread_class(target=self._read_loop, daemon=True, name=name)
@@ -666,7 +684,7 @@ class Connection(ConnectionState):
             selector.register(self.socket, selectors.EVENT_READ)
             self._registered = selectors.EVENT_READ
             with self._lock:
-                self._process()  # frames that came in with the handshake
+                self._process(from_reader=True)  # frames that came in with the handshake
             self._flush(blocking=False, nowait=True)
             while self._read_once(selector):
                 pass
@@ -677,22 +695,21 @@ class Connection(ConnectionState):
             with self._lock:
                 if self.core.state is not State.CLOSED:
                     self.core.receive_eof()
-                    self._process()
+                    self._process(from_reader=True)
                 self._fail_waiters()
-                # The rest of a stalled write is dropped, and no thread starts writing now.
+                # No thread starts writing now (what is left stays unwritten: a send() whose
+                # bytes may be among it raises ConnectionClosed).
                 self._writes_over = True
-                if not self._writing:
-                    self._backlog = []
-                    self._stalled = False
             # A thread may still be writing (a send() that raced with the close): the socket
             # is closed once it is done, never under it. A peer that stopped reading cannot
-            # make that last: after close_timeout the socket is shut down.
+            # make that last: after close_timeout the socket is shut down, which ends it.
             if not self._written.wait(self.close_timeout):
                 self._abort()
-                self._written.wait()
+                self._written.wait(self.close_timeout)
             self._close_socket()
-            wake_r, wake_w = self._wake_r, self._wake_w
-            self._wake_r = self._wake_w = None
+            with self._lock:
+                wake_r, wake_w = self._wake_r, self._wake_w
+                self._wake_r = self._wake_w = None
             for wake in (wake_r, wake_w):
                 if wake is not None:
                     wake.close()
@@ -722,7 +739,7 @@ class Connection(ConnectionState):
                 self.core.receive_data(data)
             else:
                 self.core.receive_eof()
-            self._process()
+            self._process(from_reader=True)
         self._flush(blocking=False, nowait=True)  # pongs, the Close echo
         if self._settled:
             self._settle()
@@ -774,7 +791,7 @@ class Connection(ConnectionState):
             hold = self._hold_deadline
             if hold is not None and now >= hold:
                 self._hold_deadline = hold = None
-                self._release_held_error()
+                self._release_held_error(from_reader=True)
             keepalive = self._keepalive_deadline
             if keepalive is not None and now >= keepalive:
                 self._keepalive(now)
@@ -798,20 +815,22 @@ class Connection(ConnectionState):
             if received == self._keepalive_mark:
                 self.logger.info("keepalive ping timeout; closing the connection")
                 core.fail(1011, "keepalive ping timeout")
-                self._process()
+                self._process(from_reader=True)
                 return
         elif received == self._keepalive_mark:
             core.send_ping(secrets.token_bytes(4))
             if self.ping_timeout is not None:
                 self._ping_outstanding = True
                 delay = self.ping_timeout
-            self._process()
+            self._process(from_reader=True)
         self._keepalive_mark = received
         self._keepalive_deadline = now + delay
 
-    def _process(self) -> None:
+    def _process(self, *, from_reader: bool = False) -> None:
         """Dispatch the core's events; its answers stay in the core for :meth:`_flush`,
-        which the caller runs once it let go of the lock (lock held)."""
+        which the caller runs once it let go of the lock (lock held). Called by another
+        thread than the reader, wake the reader: there may be a deadline to watch, room in
+        the queue, frames to write."""
         core = self.core
         for event in core.events():
             self._dispatch(event)
@@ -823,6 +842,8 @@ class Connection(ConnectionState):
             and self.close_timeout is not None
         ):
             self._close_deadline = time.monotonic() + self.close_timeout
+        if not from_reader:
+            self._wake()
 
     def _dispatch(self, event: Event) -> None:
         kind = type(event)
@@ -891,9 +912,10 @@ class Connection(ConnectionState):
             self._pings.clear()
 
     def _abort(self) -> None:
-        """Drop TCP: the reader thread sees the end at once."""
+        """Drop TCP: the reader thread sees the end at once (woken, if paused by max_queue)."""
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
+        self._wake()
 
     def _close_socket(self) -> None:
         if self._owns_socket:
