@@ -447,7 +447,7 @@ class Connection(ConnectionState):
         server, write what is queued (the Close frame) and shut the sending side, before
         the application returns to the server, which may then write an HTTP response of its
         own: that write must fail rather than reach the peer as bytes after the Close."""
-        if self._owns_socket or self._shut_write or self._closed_event is None:
+        if self._owns_socket or self._closed_event is None:
             return
         with contextlib.suppress(ConnectionClosed):
             self._flush(blocking=True)
