@@ -187,6 +187,8 @@ class Connection(ConnectionState):
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._registered = 0  # the events the reader's selector watches on the socket
+        self._owes_write = False  # the reader has frames to write (timers, a wake-up)
+        self._dontwait: int | None = None  # send() flags for the reader's writes
         self._write_error: OSError | None = None
         self._shut_write = False
         self._closed_event: Closed | None = None
@@ -502,7 +504,7 @@ class Connection(ConnectionState):
                 if not self._written.wait(timeout):
                     self._abort()  # its write fails now, and the reader thread sees the end
                     raise self._closed_exception()
-            flags = self._nowait_flags() if nowait or timeout is not None else None
+            flags = self._dontwait if nowait or timeout is not None else None
             deadline = None if timeout is None else time.monotonic() + timeout
             wrote = False
             while True:
@@ -672,6 +674,7 @@ class Connection(ConnectionState):
             raise
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._dontwait = self._nowait_flags()
         reader = self._thread_class(target=self._read_loop, daemon=True, name=name)
         self._reader = reader
         reader.start()
@@ -721,8 +724,10 @@ class Connection(ConnectionState):
         timeout = self._run_timers()
         if timeout is False:
             return False
-        # A keepalive ping, a Close frame, the rest of a stalled write.
-        self._flush(blocking=False, nowait=True)
+        if self._owes_write or self._stalled:
+            # A keepalive ping, a Close frame another thread made, the rest of a write.
+            self._owes_write = False
+            self._flush(blocking=False, nowait=True)
         try:
             # Backpressure: with max_queue messages waiting for recv(), the reader stops
             # reading until recv() catches up (it wakes the reader).
@@ -769,6 +774,7 @@ class Connection(ConnectionState):
                 ready |= events
             else:
                 self._drain_wake()
+                self._owes_write = True  # another thread may have left frames to write
         if ready & selectors.EVENT_WRITE:
             self._flush(blocking=False, nowait=True)
         return bool(ready & selectors.EVENT_READ)
@@ -792,10 +798,12 @@ class Connection(ConnectionState):
             if hold is not None and now >= hold:
                 self._hold_deadline = hold = None
                 self._release_held_error(from_reader=True)
+                self._owes_write = True
             keepalive = self._keepalive_deadline
             if keepalive is not None and now >= keepalive:
                 self._keepalive(now)
                 keepalive = self._keepalive_deadline
+                self._owes_write = True
             deadlines = [d for d in (deadline, keepalive, hold) if d is not None]
         if not deadlines:
             return None
