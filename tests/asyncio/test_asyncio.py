@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 
-from tests.asyncio.helpers import count_writes, open_raw
+from tests.asyncio.helpers import (
+    count_writes,
+    flood_with_pings,
+    open_raw,
+    ping_and_read_until_answered,
+    read_response,
+    send_request,
+    small_buffers,
+)
 from wskit.asyncio import (
     BroadcastResult,
     Connection,
@@ -31,7 +39,7 @@ from wskit.asyncio import (
 from wskit.asyncio.connection import READ_BUFFER_SIZE
 from wskit.core import ClientConnection, Request, Response, ServerConnection, State
 from wskit.core.connection import encode_message
-from wskit.core.events import Ping, Pong, Text
+from wskit.core.events import Ping, Text
 from wskit.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -283,21 +291,9 @@ async def test_pongs_wait_in_the_core_while_writing_is_paused() -> None:
     pongs the core owes stay in the core (at most MAX_PENDING_PONGS) instead of piling up in
     the transport's buffer, and the connection keeps reading (a message behind the flood
     arrives). They go out once the peer reads again."""
-    loop = asyncio.get_running_loop()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    client_sock = socket.socket()
-    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    client_sock.setblocking(False)
-    try:
-        connecting = loop.create_task(loop.sock_connect(client_sock, listener.getsockname()))
-        server_sock, _ = await loop.sock_accept(listener)
-        await connecting
-        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
-        client = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
-        client.send_request()
-        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
-        accepting = loop.create_task(
+    async with small_buffers() as (server_sock, client_sock, port):
+        client = await send_request(client_sock, port)
+        accepting = asyncio.create_task(
             accept(
                 server_sock,
                 compression=None,
@@ -306,31 +302,14 @@ async def test_pongs_wait_in_the_core_while_writing_is_paused() -> None:
                 write_limit=4096,
             )
         )
-        while client.state is State.CONNECTING:
-            client.receive_data(await loop.sock_recv(client_sock, 4096))
-        client.events()
+        await read_response(client, client_sock)
         ws = await asyncio.wait_for(accepting, WAIT)
-        for _ in range(100_000):  # 13 MB of pings: about 16 pongs owed per read
-            client.send_ping(b"p" * 125)
-        client.send_text("after the flood")
-        await asyncio.wait_for(
-            loop.sock_sendall(client_sock, b"".join(client.data_to_send())), WAIT
-        )
+        await flood_with_pings(client, client_sock, "after the flood")
         assert await asyncio.wait_for(ws.recv(), WAIT) == "after the flood"
         # The high-water mark (4 KiB) plus one read's pongs at most; before: 2 KiB per read.
         assert ws.transport.get_write_buffer_size() < 16 * 1024
-        client.send_ping(b"last")
-        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
-        answered = False
-        while not answered:  # the peer reads again: everything owed goes out
-            data = await asyncio.wait_for(loop.sock_recv(client_sock, 65536), WAIT)
-            assert data
-            client.receive_data(data)
-            answered = any(e == Pong(b"last") for e in client.events())
+        await ping_and_read_until_answered(client, client_sock)  # everything owed goes out
         await ws.close()
-    finally:
-        client_sock.close()
-        listener.close()
 
 
 async def test_ping_returns_round_trip_time() -> None:

@@ -26,6 +26,13 @@ from websockets.sync.client import connect as peer_connect
 from websockets.typing import Subprotocol
 
 import wskit.sync
+from tests.asyncio.helpers import (
+    flood_with_pings,
+    ping_and_read_until_answered,
+    read_response,
+    send_request,
+    small_buffers,
+)
 from tests.integrations import WAIT, free_port, server_process, violation_close_code
 from wskit.exceptions import ConnectionClosedError, InvalidStatus
 
@@ -165,8 +172,6 @@ async def _pongs_wait_in_the_core() -> None:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-    from wskit.core import ClientConnection, State
-    from wskit.core.events import Pong
     from wskit.integrations.uvicorn import WebSocketProtocol
 
     received: asyncio.Queue[Any] = asyncio.Queue()
@@ -184,42 +189,16 @@ async def _pongs_wait_in_the_core() -> None:
     config.ws_ping_interval = None
     config.load()
     loop = asyncio.get_running_loop()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    client_sock = socket.socket()
-    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    client_sock.setblocking(False)
-    try:
-        connecting = loop.create_task(loop.sock_connect(client_sock, listener.getsockname()))
-        server_sock, _ = await loop.sock_accept(listener)
-        await connecting
-        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # no autotuning
+    async with small_buffers() as (server_sock, client_sock, port):
         protocol = WebSocketProtocol(config, ServerState(), {})
         await loop.connect_accepted_socket(lambda: protocol, server_sock)
         protocol.transport.set_write_buffer_limits(high=4096)
-        client = ClientConnection(f"ws://127.0.0.1:{listener.getsockname()[1]}/", extensions=[])
-        client.send_request()
-        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
-        while client.state is State.CONNECTING:
-            client.receive_data(await loop.sock_recv(client_sock, 4096))
-        client.events()
-        for _ in range(100_000):  # 13 MB of pings: about 16 pongs owed per read
-            client.send_ping(b"p" * 125)
-        client.send_text("after the flood")
-        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+        client = await send_request(client_sock, port)
+        await read_response(client, client_sock)
+        await flood_with_pings(client, client_sock, "after the flood")
         message = await received.get()
         assert message == {"type": "websocket.receive", "text": "after the flood"}
         # The high-water mark (4 KiB) plus one read's pongs at most; before: 2 KiB per read.
         assert protocol.transport.get_write_buffer_size() < 16 * 1024
-        client.send_ping(b"last")
-        await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
-        answered = False
-        while not answered:  # the peer reads again: everything owed goes out
-            data = await loop.sock_recv(client_sock, 65536)
-            assert data
-            client.receive_data(data)
-            answered = any(event == Pong(b"last") for event in client.events())
+        await ping_and_read_until_answered(client, client_sock)  # everything owed goes out
         protocol.transport.abort()
-    finally:
-        client_sock.close()
-        listener.close()
