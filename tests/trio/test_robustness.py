@@ -221,6 +221,18 @@ def test_a_bad_process_request_answer_does_not_take_the_server_down(bad: object)
 # ------------------------------------------------------------------ interrupted fragmented sends
 
 
+async def send_next_message(ws: Connection) -> str:
+    """After an interrupted message, send another: "sent", "closed" (the connection failed
+    with 1011, as documented) or the unexpected error (a wedged connection)."""
+    try:
+        await ws.send("next message")
+    except ConnectionClosed:
+        return "closed"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "sent"
+
+
 def test_a_fragmented_send_interrupted_between_frames_does_not_wedge_the_connection() -> None:
     # send(async iterable) cancelled while it waits for the next fragment (or a sync
     # iterable that raises) cannot complete its message: the connection must end (dropped,
@@ -236,13 +248,7 @@ def test_a_fragmented_send_interrupted_between_frames_does_not_wedge_the_connect
 
         with trio.move_on_after(0.2):
             await ws.send(fragments())
-        try:
-            await ws.send("next message")
-            outcomes.append("sent")
-        except ConnectionClosed:
-            outcomes.append("closed")
-        except Exception as exc:
-            outcomes.append(f"{type(exc).__name__}: {exc}")
+        outcomes.append(await send_next_message(ws))
 
     async def main() -> None:
         async with (
@@ -269,13 +275,7 @@ def test_a_sync_iterable_that_raises_mid_message_does_not_wedge_the_connection()
 
         with pytest.raises(ValueError):
             await ws.send(failing())
-        try:
-            await ws.send("next message")
-            outcomes.append("sent")
-        except ConnectionClosed:
-            outcomes.append("closed")
-        except Exception as exc:
-            outcomes.append(f"{type(exc).__name__}: {exc}")
+        outcomes.append(await send_next_message(ws))
 
     async def main() -> None:
         async with (
