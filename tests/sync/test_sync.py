@@ -560,8 +560,10 @@ def test_unanswered_pings_fail_when_the_connection_closes() -> None:
 
 def test_a_ping_callback_may_use_the_connection(echo_server: Server) -> None:
     """Ping futures are resolved outside the connection's lock: a callback that sends, while
-    another thread sends too, neither deadlocks nor interleaves."""
-    with connect(url(echo_server)) as ws:
+    another thread sends too, neither deadlocks nor interleaves. ``max_queue=None``: the
+    echoes pile up unread while the test waits for the pong, and a reader paused at max_queue
+    would not read the pong behind them (backpressure, docs/limits.md)."""
+    with connect(url(echo_server), max_queue=None) as ws:
         stop = threading.Event()
 
         def chatter() -> None:
