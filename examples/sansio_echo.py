@@ -59,9 +59,8 @@ def pump(conn: ServerConnection, sock: socket.socket) -> None:
         # (they have been, above); feeding it nothing makes it go on and fail the connection.
         # This application answers each message inside on_event(), so it never needs to set
         # hold_errors (one that answers later sets it while it still owes answers); the
-        # release is the same either way: clear it, then feed b"".
-        conn.hold_errors = False
-        conn.receive_data(b"")
+        # release is the same either way.
+        conn.release_held()
 
 
 def handle(sock: socket.socket) -> None:

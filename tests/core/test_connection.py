@@ -194,9 +194,22 @@ def test_hold_errors_holds_a_violation_in_a_later_read() -> None:
     server.hold_errors = True
     assert feed(server, masked(bytes.fromhex("8602"), b"xx")) == []
     assert server.input_held
-    server.hold_errors = False
-    server.receive_data(b"")
+    assert server.release_held()  # the application answered: fail on the held frame now
+    assert not server.hold_errors and not server.input_held
     failed_with(server.events(), 1002)
+    assert drain(server).startswith(bytes.fromhex("881503ea"))  # its Close frame: 1002, a reason
+    assert not server.release_held()  # nothing held any more: a no-op
+
+
+def test_release_held_without_a_held_frame_only_ends_the_hold() -> None:
+    _, server = open_pair()
+    server.hold_errors = True
+    assert feed(server, masked(bytes.fromhex("8102"), b"ok")) == [Text("ok")]
+    assert not server.release_held()
+    assert not server.hold_errors and server.state is State.OPEN
+    assert server.events() == [] and drain(server) == b""
+    # With the hold over, a bad frame in a read of its own fails at once.
+    failed_with(feed(server, masked(bytes.fromhex("8602"), b"xx")), 1002)
 
 
 def test_held_input_is_bounded() -> None:

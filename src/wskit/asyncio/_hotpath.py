@@ -122,13 +122,10 @@ class HotPath:
                 self._resume_reading()
             return message
         core = self.core
-        if core.hold_errors:
+        if core.hold_errors and core.release_held():
             # The application handled every message it was given and asks for more: a bad
             # frame held back behind them fails the connection now, after its answers.
-            core.hold_errors = False
-            if core.input_held:
-                core.receive_data(b"")
-                self._dispatch(None)
+            self._dispatch(None)
         if self._closed_event is not None:
             raise self._closed_exception()
         if self._recv_waiter is not None:
@@ -194,7 +191,7 @@ class HotPath:
         ):
             # The handler answered every message before a bad frame: fail on it now, so the
             # answers went out before the Close frame (as recv() users get it).
-            core.receive_data(b"")
+            core.release_held()
             self._dispatch(None)
             return
         if core.input_held and core.hold_errors and self._hold_timer is None:

@@ -524,8 +524,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         self._hold_timer = None
         core = self.core
         if core.hold_errors and core.input_held and not self._lost:
-            core.hold_errors = False
-            core.receive_data(b"")
+            core.release_held()
             self._process()
 
     def _close_transport(self) -> None:

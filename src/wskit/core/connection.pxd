@@ -60,6 +60,7 @@ cdef class Connection:
     cpdef list data_to_send(self)
     cpdef bint should_close(self)
     cpdef bint close_expected(self)
+    cpdef bint release_held(self)
     cpdef send_text(self, object data, bint fin=*, bint compress=*)
     cpdef send_binary(self, object data, bint fin=*, bint compress=*)
 

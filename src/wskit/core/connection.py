@@ -12,9 +12,8 @@ The I/O contract, written as the loop every front end runs::
         transport.close()
     elif conn.close_expected():        # the peer should close TCP soon: arm a timer
         ...
-    if conn.input_held and <the application answered the messages it was given>:
-        conn.hold_errors = False       # a bad frame waited behind those messages:
-        conn.receive_data(b"")         # fail the connection now
+    if <the application answered the messages it was given>:
+        conn.release_held()            # a bad frame waited behind them: fail now
 
 ``receive_data`` and ``receive_eof`` never raise because of what the peer sent: a peer error
 *fails* the connection (RFC 6455 7.1.7): the right Close frame is queued, input is ignored from
@@ -298,7 +297,7 @@ class Connection:
         self.hold_errors = False
         #: True when a bad frame is held back (behind messages from the same receive_data()
         #: call, or while ``hold_errors`` is set): once the application has handled those
-        #: messages, clear ``hold_errors`` and call ``receive_data(b"")`` to fail.
+        #: messages, :meth:`release_held` fails the connection on it.
         self.input_held = False
         # The message being sent.
         self._tx_opcode = 0
@@ -332,6 +331,19 @@ class Connection:
             if self.state is _CONNECTING or self._discard:
                 return
         self._receive_buffered()
+
+    def release_held(self) -> bool:
+        """End the hold: clear :attr:`hold_errors` and fail on a bad frame held back, if any.
+
+        Front ends call it once the application has handled the messages it was given (or
+        did not within ``HELD_ERROR_TIMEOUT``). Returns True when a frame was held: the Close
+        frame and the :class:`~wskit.core.events.Closed` event are then ready to collect.
+        """
+        self.hold_errors = False
+        if not self.input_held:
+            return False
+        self.receive_data(b"")
+        return True
 
     def receive_eof(self) -> None:
         """The peer closed its side of TCP (or the connection was lost)."""

@@ -296,13 +296,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def receive(self) -> Message:
         core = self.core
-        if self.queue.empty() and core.hold_errors:
+        if self.queue.empty() and core.hold_errors and core.release_held():
             # The app handled every message it was given: a bad frame held back behind them
             # fails the connection now, after its answers.
-            core.hold_errors = False
-            if core.input_held:
-                core.receive_data(b"")
-                self._process()
+            self._process()
         message = await self.queue.get()
         if self.read_paused and self.queue.qsize() <= self.max_queue // 2:
             self.read_paused = False

@@ -303,11 +303,8 @@ class Connection(ConnectionState):
     def _release_held_error(self, *, from_reader: bool = False) -> None:
         """Fail on the bad frame held back, if any: the application took every message
         before it, or did not within ``HELD_ERROR_TIMEOUT`` (lock held)."""
-        core = self.core
-        core.hold_errors = False
         self._hold_deadline = None
-        if core.input_held:
-            core.receive_data(b"")
+        if self.core.release_held():
             self._process(from_reader=from_reader)
 
     def __iter__(self) -> Iterator[Data]:

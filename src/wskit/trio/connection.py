@@ -224,11 +224,8 @@ class Connection(ConnectionState, trio.abc.AsyncResource):
     def _release_held_error(self) -> None:
         """Every message was handed out: a bad frame held back behind them fails the
         connection now, after the application's answers to them went out."""
-        core = self.core
-        core.hold_errors = False
         self._hold_deadline = math.inf
-        if core.input_held:
-            core.receive_data(b"")
+        if self.core.release_held():
             self._process()
 
     async def __aiter__(self) -> AsyncIterator[Data]:
