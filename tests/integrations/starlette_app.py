@@ -5,9 +5,10 @@
 
 Routes: ``/echo`` (accepts with subprotocol "chat" when offered and an extra header, echoes
 text and bytes), ``/closer`` (closes with the ``"<code> <reason>"`` it is sent), ``/deny``
-(refuses with 401 and a body: a denial response), ``/forbid`` (closes before accepting:
-403), ``/fail`` (raises after accepting: 1011), ``/fail-early`` (raises before accepting:
-500), ``/last-close`` (HTTP: the code and reason the last /echo client closed with).
+(refuses with 401 and a body, ``?pad=N`` adds N bytes: a denial response), ``/forbid``
+(closes before accepting: 403), ``/fail`` (raises after accepting: 1011), ``/fail-early``
+(raises before accepting: 500), ``/last-close`` (HTTP: the code and reason the last /echo
+client closed with).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ async def closer(ws: WebSocket) -> None:
 
 
 async def deny(ws: WebSocket) -> None:
-    await ws.send_denial_response(PlainTextResponse("no token\n", status_code=401))
+    pad = int(ws.query_params.get("pad", "0"))  # a longer body: "?pad=<bytes>"
+    body = "no token\n" + "." * pad
+    await ws.send_denial_response(PlainTextResponse(body, status_code=401))
 
 
 async def forbid(ws: WebSocket) -> None:

@@ -160,6 +160,44 @@ def test_a_bad_upgrade_is_answered_by_the_engine(uvicorn_server: tuple[str, bool
     assert answer.startswith(b"HTTP/1.1 426 "), answer[:60]
 
 
+def test_a_refusal_survives_what_the_client_sends_behind_its_request(
+    uvicorn_server: tuple[str, bool],
+) -> None:
+    """A client that goes on sending after its request and reads the answer late: the engine
+    half-closes after the refusal and reads on until the client closes, so the whole 401 gets
+    through. Closing instead, with the client's bytes unread, would reset the connection
+    and drop the part of the answer still waiting in the server's kernel buffer."""
+    address, _ = uvicorn_server
+    host, port = address.split(":")
+    pad = 256 * 1024  # more than the kernel buffers hold while the client is not reading
+    request = (
+        f"GET /deny?pad={pad} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(WAIT)
+        sock.connect((host, int(port)))
+        sock.sendall(request)
+        deadline = time.monotonic() + 0.5  # the refusal is written meanwhile, in part
+        try:
+            while time.monotonic() < deadline:  # bounded: 0.5 s of 4 KiB writes
+                sock.sendall(bytes(4096))
+                time.sleep(0.01)
+        except OSError:
+            pass  # reset: what the server had not sent yet is lost (asserted below)
+        chunks = []
+        try:
+            while data := sock.recv(65536):
+                chunks.append(data)
+        except ConnectionResetError:
+            pass
+    answer = b"".join(chunks)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:60]
+    assert answer.endswith(b"no token\n" + b"." * pad), len(answer)
+
+
 def test_pongs_wait_in_the_core_while_writing_is_paused() -> None:
     """The engine on a real transport (in-process, a socket pair from a real listener): a
     peer that pings and never reads. Above the write buffer's high-water mark the pongs the

@@ -40,7 +40,7 @@ from wskit import _zlib
 from wskit.core.connection import ServerConnection, State
 from wskit.core.events import Binary, Closed, Pong, Request, Text
 from wskit.core.extensions import ServerPerMessageDeflateFactory
-from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, Limits
+from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, LINGER_TIMEOUT, Limits
 from wskit.exceptions import LocalProtocolError
 
 __all__ = ["WebSocketProtocol", "run"]
@@ -182,15 +182,20 @@ class WebSocketProtocol(asyncio.Protocol):
             if data and not transport.is_closing():
                 transport.write(b"".join(data))
         if core.should_close() and not transport.is_closing() and not self.half_closed:
-            if self.accepted and transport.can_write_eof():
+            if transport.can_write_eof():
                 self.half_closed = True
                 # Half-close, and read on (the core discards) until the client closes: closing
-                # with unread bytes (the rest of an oversized message) would reset the
-                # connection, and the client would never read our Close frame (1009).
+                # with unread bytes (the rest of an oversized message, or whatever a refused
+                # client sent behind its request) would reset the connection, and the client
+                # would never read our Close frame (1009) or the HTTP refusal.
                 transport.write_eof()
                 if self.read_paused:
                     self.read_paused = False
                     transport.resume_reading()
+                if not self.accepted and self.close_timer is None:
+                    # A refusal: no closing handshake to wait for, only the client's close,
+                    # for at most LINGER_TIMEOUT (as the other wskit servers, RFC 9112 9.6).
+                    self.close_timer = self.loop.call_later(LINGER_TIMEOUT, transport.close)
             else:
                 transport.close()
         if core.close_expected() and self.close_timer is None:
