@@ -72,7 +72,7 @@ def make_app(seen: list[Any]) -> Flask:
         ws = Server.accept(request.environ)
         started = time.monotonic()
         nothing = ws.receive(timeout=0.2)
-        ws.send(f"{nothing!r} after {time.monotonic() - started:.1f}")
+        ws.send(f"{nothing!r} after {time.monotonic() - started:.3f}")
         ws.send(repr(ws.receive(timeout=0)))
         data = ws.receive(timeout=WAIT)
         ws.send(f"then {data!s}")
@@ -123,7 +123,9 @@ def test_receive_timeout_returns_none_and_loses_nothing(
 ) -> None:
     base, _ = flask_server
     ws = Client.connect(f"{base}/idle")
-    assert ws.receive(timeout=WAIT) == "None after 0.2"
+    nothing, after, elapsed = ws.receive(timeout=WAIT).split()
+    assert (nothing, after) == ("None", "after")
+    assert float(elapsed) >= 0.19  # the server's receive(timeout=0.2) waited that long
     assert ws.receive(timeout=WAIT) == "None"
     assert ws.receive(timeout=0.1) is None  # the server waits for us now
     ws.send("late")
