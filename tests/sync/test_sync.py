@@ -639,6 +639,53 @@ def test_keepalive_keeps_an_answering_peer() -> None:
         assert ws.recv(timeout=WAIT) == "still here"
 
 
+def test_keepalive_reads_a_pong_that_arrived_while_the_reader_ran_late(
+    echo_server: Server,
+) -> None:
+    """The reader thread is woken for something else and then runs late, past ping_timeout,
+    while the pong waits unread in the socket: it reads before it judges the peer silent
+    (as an event loop handles I/O before timers), so the connection stays open."""
+    with connect(url(echo_server), ping_interval=0.1, ping_timeout=0.2) as ws:
+        stalled = threading.Event()
+        original = ws._wait
+
+        def late(selector: Any, timeout: float | None, reading: bool) -> bool:
+            if ws._ping_outstanding and not stalled.is_set():
+                stalled.set()
+                time.sleep(0.5)  # descheduled after a wake-up: the pong arrives meanwhile
+                return False  # woken, nothing read
+            return original(selector, timeout, reading)
+
+        ws._wait = late  # type: ignore[method-assign]
+        assert stalled.wait(WAIT)
+        time.sleep(0.7)  # more keepalive rounds, each answered
+        ws.send("still here")
+        assert ws.recv(timeout=WAIT) == "still here"
+        assert ws.close_code is None
+
+
+def test_close_reads_the_answer_that_arrived_while_the_reader_ran_late(
+    echo_server: Server,
+) -> None:
+    """The same for the closing handshake: the server's Close arrives in time but the reader
+    runs late, past close_timeout; it reads the Close before it drops the connection."""
+    with connect(url(echo_server), close_timeout=0.2) as ws:
+        stalled = threading.Event()
+        original = ws._wait
+
+        def late(selector: Any, timeout: float | None, reading: bool) -> bool:
+            if ws._close_deadline is not None and not stalled.is_set():
+                stalled.set()
+                time.sleep(0.5)  # descheduled after a wake-up: the Close arrives meanwhile
+                return False  # woken, nothing read
+            return original(selector, timeout, reading)
+
+        ws._wait = late  # type: ignore[method-assign]
+        ws.close()
+        assert stalled.is_set()
+        assert (ws.close_code, ws.close_reason) == (1000, "")
+
+
 # --------------------------------------------------------------------------- limits and bad input
 
 

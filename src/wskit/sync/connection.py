@@ -200,6 +200,8 @@ class Connection(ConnectionState):
         self._hold_deadline: float | None = None  # a bad frame held back fails by then
         self._keepalive_mark = -1
         self._ping_outstanding = False
+        # When the reader last looked at its timers; it polled the socket after that.
+        self._timers_checked = -1.0
         self._reader: ThreadLike | None = None
         # False for a socket lent by a web server: shut down at the end, closed by its owner.
         self._owns_socket = True
@@ -784,11 +786,19 @@ class Connection(ConnectionState):
 
     def _run_timers(self) -> float | bool | None:
         """Fire the keepalive and close timers that are due; return the seconds until the
-        next one (None: no timer), or False when the connection was dropped."""
+        next one (None: no timer), or False when the connection was dropped.
+
+        A timer that gives up on the peer (no Close, no answer to a ping) fires only once
+        the socket was polled after its deadline: a reader thread that ran late reads what
+        arrived in time first, as an event loop does (I/O before timers)."""
         now = time.monotonic()
+        polled = self._timers_checked  # the reader polled the socket after this time
+        self._timers_checked = now
         with self._lock:
             deadline = self._close_deadline
             if deadline is not None and now >= deadline:
+                if polled < deadline:
+                    return 0.0  # poll first: the peer's Close may be waiting unread
                 self.logger.debug("closing handshake timed out; dropping the connection")
                 return False
             hold = self._hold_deadline
@@ -798,7 +808,7 @@ class Connection(ConnectionState):
                 self._owes_write = True
             keepalive = self._keepalive_deadline
             if keepalive is not None and now >= keepalive:
-                self._keepalive(now)
+                self._keepalive(now, polled >= keepalive)
                 keepalive = self._keepalive_deadline
                 self._owes_write = True
             deadlines = [d for d in (deadline, keepalive, hold) if d is not None]
@@ -806,9 +816,11 @@ class Connection(ConnectionState):
             return None
         return max(0.0, min(deadlines) - now)
 
-    def _keepalive(self, now: float) -> None:
+    def _keepalive(self, now: float, polled: bool = True) -> None:
         """Every ``ping_interval``: ping if nothing arrived since the last tick; fail with
-        1011 if nothing at all arrived within ``ping_timeout`` of a ping (lock held)."""
+        1011 if nothing at all arrived within ``ping_timeout`` of a ping (lock held).
+        ``polled``: the socket was polled since the deadline (else a silent peer gets one
+        more poll: the answer may be waiting unread)."""
         self._keepalive_deadline = None
         core = self.core
         if core.state is not State.OPEN or not self.ping_interval:
@@ -816,6 +828,9 @@ class Connection(ConnectionState):
         received = core.bytes_received
         delay = self.ping_interval
         if self._ping_outstanding:
+            if received == self._keepalive_mark and not polled:
+                self._keepalive_deadline = now  # due again right after the poll
+                return
             self._ping_outstanding = False
             if received == self._keepalive_mark:
                 self.logger.info("keepalive ping timeout; closing the connection")
