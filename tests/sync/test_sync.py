@@ -639,6 +639,24 @@ def test_keepalive_keeps_an_answering_peer() -> None:
         assert ws.recv(timeout=WAIT) == "still here"
 
 
+def run_late_once(ws: Connection, when: Callable[[], bool]) -> threading.Event:
+    """Make the reader thread of ``ws`` run late once, as a descheduled thread does: the first
+    time it is about to poll with ``when()`` true, it sleeps 0.5 s and then goes on as after
+    a wake-up with nothing read. The event is set once that happened."""
+    stalled = threading.Event()
+    original = ws._wait
+
+    def late(selector: Any, timeout: float | None, reading: bool) -> bool:
+        if when() and not stalled.is_set():
+            stalled.set()
+            time.sleep(0.5)
+            return False
+        return original(selector, timeout, reading)
+
+    ws._wait = late  # type: ignore[method-assign]
+    return stalled
+
+
 def test_keepalive_reads_a_pong_that_arrived_while_the_reader_ran_late(
     echo_server: Server,
 ) -> None:
@@ -646,17 +664,7 @@ def test_keepalive_reads_a_pong_that_arrived_while_the_reader_ran_late(
     while the pong waits unread in the socket: it reads before it judges the peer silent
     (as an event loop handles I/O before timers), so the connection stays open."""
     with connect(url(echo_server), ping_interval=0.1, ping_timeout=0.2) as ws:
-        stalled = threading.Event()
-        original = ws._wait
-
-        def late(selector: Any, timeout: float | None, reading: bool) -> bool:
-            if ws._ping_outstanding and not stalled.is_set():
-                stalled.set()
-                time.sleep(0.5)  # descheduled after a wake-up: the pong arrives meanwhile
-                return False  # woken, nothing read
-            return original(selector, timeout, reading)
-
-        ws._wait = late  # type: ignore[method-assign]
+        stalled = run_late_once(ws, lambda: ws._ping_outstanding)  # the pong arrives meanwhile
         assert stalled.wait(WAIT)
         time.sleep(0.7)  # more keepalive rounds, each answered
         ws.send("still here")
@@ -670,17 +678,8 @@ def test_close_reads_the_answer_that_arrived_while_the_reader_ran_late(
     """The same for the closing handshake: the server's Close arrives in time but the reader
     runs late, past close_timeout; it reads the Close before it drops the connection."""
     with connect(url(echo_server), close_timeout=0.2) as ws:
-        stalled = threading.Event()
-        original = ws._wait
-
-        def late(selector: Any, timeout: float | None, reading: bool) -> bool:
-            if ws._close_deadline is not None and not stalled.is_set():
-                stalled.set()
-                time.sleep(0.5)  # descheduled after a wake-up: the Close arrives meanwhile
-                return False  # woken, nothing read
-            return original(selector, timeout, reading)
-
-        ws._wait = late  # type: ignore[method-assign]
+        # The server's Close arrives meanwhile.
+        stalled = run_late_once(ws, lambda: ws._close_deadline is not None)
         ws.close()
         assert stalled.is_set()
         assert (ws.close_code, ws.close_reason) == (1000, "")
