@@ -326,6 +326,43 @@ async def test_pause_reading_delays_delivery_and_loses_nothing() -> None:
         assert got == ["0", "1", "2", "3", "4"]
 
 
+async def test_a_held_bad_frame_and_a_lost_connection_while_reading_is_paused() -> None:
+    """A message and a bad frame in one read; the handler pauses reading on the message, the
+    connection is lost, then reading resumes: the held frame went with the connection (the
+    resume used to recurse without end, a crash when compiled) and on_close sees 1006."""
+    got: list[Any] = []
+    resumed = asyncio.Event()
+
+    class PausesThenLoses(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            got.append(message)
+            connection = self.connection
+            connection.pause_reading()
+            loop = asyncio.get_running_loop()
+            loop.call_soon(connection.transport.abort)
+
+            def resume() -> None:
+                connection.resume_reading()
+                resumed.set()
+
+            loop.call_later(0.1, resume)
+
+        def on_close(self, code: int, reason: str) -> None:
+            got.append(("closed", code))
+
+    errors: list[dict[str, Any]] = []  # what failed inside the event loop's callbacks
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+    async with serve(PausesThenLoses, "127.0.0.1", 0, compression=None) as server:
+        client, _reader, writer = await open_raw(server.port)
+        client.send_text("first")
+        writer.write(b"".join(client.data_to_send()) + b"\x83\x80\x00\x00\x00\x00")
+        await asyncio.wait_for(resumed.wait(), 10)
+        await asyncio.sleep(0.05)  # what resume_reading() scheduled has run
+        assert got == ["first", ("closed", 1006)]
+        writer.close()
+    assert errors == []
+
+
 async def test_server_shutdown_reaches_on_close_and_no_task_per_connection() -> None:
     tasks_before = len(asyncio.all_tasks())
     server = await serve(Recorder, "127.0.0.1", 0)

@@ -212,6 +212,23 @@ def test_release_held_without_a_held_frame_only_ends_the_hold() -> None:
     failed_with(feed(server, masked(bytes.fromhex("8602"), b"xx")), 1002)
 
 
+def test_a_held_frame_is_dropped_when_the_connection_ends_first() -> None:
+    # EOF (or a local failure) while a bad frame is held: input is ignored from then on, so
+    # nothing stays held and release_held() has nothing to do (a front end that looped on
+    # "input_held, release it" recursed forever here).
+    for end in ("eof", "fail"):
+        _, server = open_pair()
+        server.hold_errors = True
+        assert feed(server, masked(bytes.fromhex("8602"), b"xx")) == [] and server.input_held
+        if end == "eof":
+            server.receive_eof()
+        else:
+            server.fail(1011, "keepalive ping timeout")
+        assert not server.input_held and server.state is State.CLOSED
+        assert not server.release_held()
+        assert [type(event) for event in server.events()] == [Closed]
+
+
 def test_held_input_is_bounded() -> None:
     _, server = open_pair()
     server.hold_errors = True

@@ -338,6 +338,8 @@ class Connection:
         Front ends call it once the application has handled the messages it was given (or
         did not within ``HELD_ERROR_TIMEOUT``). Returns True when a frame was held: the Close
         frame and the :class:`~wskit.core.events.Closed` event are then ready to collect.
+        False when nothing was held, also once the connection is closed (EOF, a failure:
+        the held frame is then dropped with the rest of the input).
         """
         self.hold_errors = False
         if not self.input_held:
@@ -886,6 +888,9 @@ class Connection:
         """Enter CLOSED and emit the one ``Closed`` event."""
         self._transition(what)
         self._discard = True
+        # Input is ignored from now on: a bad frame held back will never be parsed, so
+        # nothing is held any more (release_held() has nothing to do).
+        self.input_held = False
         self.cause = cause
         for extension in self.extensions:
             extension.close()
