@@ -788,17 +788,15 @@ class Connection(ConnectionState):
         """Fire the keepalive and close timers that are due; return the seconds until the
         next one (None: no timer), or False when the connection was dropped.
 
-        A timer that gives up on the peer (no Close, no answer to a ping) fires only once
-        the socket was polled after its deadline: a reader thread that ran late reads what
-        arrived in time first, as an event loop does (I/O before timers)."""
+        Keepalive gives up on a silent peer only once the socket was polled after its
+        deadline: a reader thread that ran late reads an answer that arrived in time first,
+        as an event loop does (I/O before timers)."""
         now = time.monotonic()
         polled = self._timers_checked  # the reader polled the socket after this time
         self._timers_checked = now
         with self._lock:
             deadline = self._close_deadline
             if deadline is not None and now >= deadline:
-                if polled < deadline:
-                    return 0.0  # poll first: the peer's Close may be waiting unread
                 self.logger.debug("closing handshake timed out; dropping the connection")
                 return False
             hold = self._hold_deadline
