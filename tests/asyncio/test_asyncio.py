@@ -240,6 +240,29 @@ async def test_close_gives_up_on_a_silent_peer_after_close_timeout() -> None:
         writer.close()
 
 
+async def test_closing_tcp_to_a_peer_that_reads_nothing_ends_after_close_timeout() -> None:
+    """The peer sends Close and stops reading while the server's write buffer is full: the
+    server answers and closes TCP, which waits for the buffer to drain, for ever unless
+    close_timeout bounds it. The connection ends and leaves ``server.connections``."""
+    connections: list[Connection] = []
+
+    async def flood(ws: Connection) -> None:
+        connections.append(ws)
+        with contextlib.suppress(ConnectionClosed):
+            while True:  # ends when the connection does: each send waits once buffers fill
+                await ws.send(b"x" * 65536)
+
+    async with serve(flood, "127.0.0.1", 0, compression=None, close_timeout=0.3) as server:
+        client, _reader, writer = await open_raw(server.port)  # it reads nothing more
+        await asyncio.sleep(0.2)  # the buffers fill up
+        client.send_close(1000)
+        writer.write(b"".join(client.data_to_send()))
+        (ws,) = connections
+        await asyncio.wait_for(ws.wait_closed(), 3)
+        assert ws.close_code == 1000 and ws not in server.connections
+        writer.close()
+
+
 async def test_process_request_error_answers_500(caplog: pytest.LogCaptureFixture) -> None:
     def process_request(ws: WebSocketServerConnection, request: Request) -> Response | None:
         raise RuntimeError("bug in the hook")
@@ -621,6 +644,38 @@ async def test_a_refusal_survives_the_unread_rest_of_the_request() -> None:
     async with serve(echo, "127.0.0.1", 0) as server:
         answer = await asyncio.to_thread(slow_reader, server.port)
     assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_refused_client_that_reads_nothing_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a refusal the server lingers, then closes; a client that reads nothing would
+    keep that close waiting for the write buffer to drain: it is dropped close_timeout later
+    (LINGER_TIMEOUT shortened here)."""
+    import wskit.asyncio.connection
+
+    monkeypatch.setattr(wskit.asyncio.connection, "LINGER_TIMEOUT", 0.1)
+
+    refused: list[WebSocketServerConnection] = []
+
+    def refuse(ws: WebSocketServerConnection, request: Request) -> Response:
+        refused.append(ws)
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the answer waits in wskit
+        return ws.respond(403, "." * 1024 * 1024)
+
+    async with serve(echo, "127.0.0.1", 0, process_request=refuse, close_timeout=0.2) as server:
+        client = ClientConnection(url(server))
+        client.send_request()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast
+        sock.connect(("127.0.0.1", server.port))
+        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        writer.write(b"".join(client.data_to_send()))  # and never reads the answer
+        while not refused:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(refused[0].wait_closed(), 3)  # the connection is gone
+        writer.close()
 
 
 async def test_not_a_websocket_request_gets_400() -> None:

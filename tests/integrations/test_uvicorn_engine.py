@@ -240,3 +240,39 @@ async def _pongs_wait_in_the_core() -> None:
         assert protocol.transport.get_write_buffer_size() < 16 * 1024
         await ping_and_read_until_answered(client, client_sock)  # everything owed goes out
         protocol.transport.abort()
+
+
+def test_a_refused_client_that_reads_nothing_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a refusal the engine lingers (LINGER_TIMEOUT), then closes; a client that reads
+    nothing would keep that close waiting for the write buffer to drain, so it is dropped
+    CLOSE_TIMEOUT later (both shortened here)."""
+    import wskit.integrations.uvicorn as engine
+
+    monkeypatch.setattr(engine, "LINGER_TIMEOUT", 0.1)
+    monkeypatch.setattr(engine, "CLOSE_TIMEOUT", 0.2)
+    asyncio.run(asyncio.wait_for(_refused_client_reads_nothing(), WAIT))
+
+
+async def _refused_client_reads_nothing() -> None:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from wskit.integrations.uvicorn import WebSocketProtocol
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        body = b"." * 1024 * 1024  # more than the socket buffers take
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": body})
+
+    config = Config(app, ws=WebSocketProtocol, lifespan="off")
+    config.load()
+    loop = asyncio.get_running_loop()
+    async with small_buffers() as (server_sock, client_sock, port):
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        await loop.connect_accepted_socket(lambda: protocol, server_sock)
+        await send_request(client_sock, port)  # and never reads the answer
+        start = loop.time()
+        while not protocol.lost:
+            assert loop.time() - start < 3, "the refused connection was never dropped"
+            await asyncio.sleep(0.05)

@@ -538,10 +538,22 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         core = self.core
         response = None if core.is_client else getattr(core, "response", None)
         if response is None or response.status == 101 or not transport.can_write_eof():
-            transport.close()
+            self._close_bounded()
         elif self._close_timer is None:
             transport.write_eof()
-            self._close_timer = self.loop.call_later(LINGER_TIMEOUT, transport.close)
+            self._close_timer = self.loop.call_later(LINGER_TIMEOUT, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._close_timer = None
+        self._close_bounded()
+
+    def _close_bounded(self) -> None:
+        """``transport.close()``, which waits until the write buffer drains: a peer that
+        stopped reading would keep the connection for good, so drop it after
+        ``close_timeout`` (unless the closing handshake's timer already bounds it)."""
+        self.transport.close()
+        if self._close_timer is None and self.close_timeout and not self._lost:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
     def _abort(self) -> None:
         """The peer did not finish the closing handshake in time: drop TCP."""

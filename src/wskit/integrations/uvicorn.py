@@ -195,11 +195,18 @@ class WebSocketProtocol(asyncio.Protocol):
                 if not self.accepted and self.close_timer is None:
                     # A refusal: no closing handshake to wait for, only the client's close,
                     # for at most LINGER_TIMEOUT (as the other wskit servers, RFC 9112 9.6).
-                    self.close_timer = self.loop.call_later(LINGER_TIMEOUT, transport.close)
+                    self.close_timer = self.loop.call_later(LINGER_TIMEOUT, self._linger_over)
             else:
                 transport.close()
         if core.close_expected() and self.close_timer is None:
             self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def _linger_over(self) -> None:
+        """The refused client did not close within LINGER_TIMEOUT: close, and drop TCP if
+        the answer still cannot be written after CLOSE_TIMEOUT (a client that reads nothing
+        would keep ``transport.close()`` waiting for good)."""
+        self.transport.close()
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def _connect(self, request: Request) -> None:
         """The upgrade request: check it, then run the app with a websocket scope."""
