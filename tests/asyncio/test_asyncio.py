@@ -984,6 +984,40 @@ async def test_an_interrupted_fragmented_send_fails_the_connection_with_1011(how
         assert info.value.code == 1011
 
 
+async def test_a_fragmented_send_cancelled_while_its_first_frame_drains_fails_with_1011() -> None:
+    # The first frame is queued, then send() waits for a peer that reads nothing: cancelled
+    # there, the message is as unfinishable as after any later frame (it used to leave the
+    # connection open with every later send refused: "a fragmented message is in progress").
+    outcome: list[Any] = []
+
+    async def fragments() -> AsyncIterator[bytes]:
+        yield b"x" * (4 * 1024 * 1024)  # far above write_limit
+        yield b"the rest"
+
+    async def handler(ws: Connection) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.send(fragments()), 0.3)
+        outcome.append(ws.writing_paused)
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.send("next")
+        outcome.append(info.value.sent_code)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.5) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        client = ClientConnection(url(server))
+        client.send_request()
+        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        writer.write(b"".join(client.data_to_send()))  # then reads nothing
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(outcome) < 2:
+            assert asyncio.get_running_loop().time() < deadline, outcome
+            await asyncio.sleep(0.05)
+        writer.close()
+    assert outcome == [True, 1011]
+
+
 async def test_a_bad_frame_fails_the_connection_even_if_recv_is_never_called_again() -> None:
     # A bad frame is held back behind messages recv() has not taken (so that the answers go
     # out first); a send-only handler never takes them, and the hold ends after

@@ -210,7 +210,10 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         first = True
         try:
             for fragment in fragments:
-                first = await self._send_fragment(fragment, first, compress)
+                self._queue_fragment(fragment, first, compress)
+                first = False  # before the drain: a cancellation there fails the message
+                if self._writing_paused:
+                    await self._drain()
         except BaseException:
             if not first:
                 self._fail_message()
@@ -221,7 +224,10 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         first = True
         try:
             async for fragment in fragments:
-                first = await self._send_fragment(fragment, first, compress)
+                self._queue_fragment(fragment, first, compress)
+                first = False  # before the drain: a cancellation there fails the message
+                if self._writing_paused:
+                    await self._drain()
         except BaseException:
             if not first:
                 self._fail_message()
@@ -236,7 +242,8 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
             self.core.fail(1011, "a fragmented message was interrupted")
             self._process()
 
-    async def _send_fragment(self, fragment: Data, first: bool, compress: bool) -> bool:
+    def _queue_fragment(self, fragment: Data, first: bool, compress: bool) -> None:
+        """Queue and write one frame of a fragmented message (no wait)."""
         core = self.core
         if first:
             if isinstance(fragment, str):
@@ -248,9 +255,6 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         else:
             core.send_continuation(fragment, fin=False)
         self._write_pending()
-        if self._writing_paused:
-            await self._drain()
-        return False
 
     async def _end_fragments(self, first: bool) -> None:
         if first:
