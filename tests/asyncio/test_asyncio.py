@@ -1018,6 +1018,44 @@ async def test_a_fragmented_send_cancelled_while_its_first_frame_drains_fails_wi
     assert outcome == [True, 1011]
 
 
+async def test_a_send_waiting_for_the_buffer_raises_when_the_connection_is_dropped() -> None:
+    # The peer reads nothing: a send() waits for the buffer to drain, then close() gives up
+    # after close_timeout and drops TCP. The waiting send's bytes went with the transport, so
+    # it raises (it used to return as if they were sent).
+    outcome: list[Any] = []
+
+    async def handler(ws: Connection) -> None:
+        async def sender() -> None:
+            try:
+                while True:
+                    await ws.send(b"x" * 65536)
+                    outcome.append("sent")
+            except ConnectionClosed as exc:
+                outcome.append(type(exc).__name__)
+
+        task = asyncio.ensure_future(sender())
+        while not ws.writing_paused:
+            await asyncio.sleep(0.01)
+        del outcome[:]  # what was sent before the buffer filled
+        await ws.close()  # the peer never answers: dropped after close_timeout
+        await asyncio.wait_for(task, 3)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.3) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        client = ClientConnection(url(server))
+        client.send_request()
+        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        writer.write(b"".join(client.data_to_send()))  # then reads nothing
+        deadline = asyncio.get_running_loop().time() + 5
+        while not outcome or outcome[-1] == "sent":
+            assert asyncio.get_running_loop().time() < deadline, outcome
+            await asyncio.sleep(0.05)
+        writer.close()
+    assert outcome == ["ConnectionClosedError"]
+
+
 async def test_a_bad_frame_fails_the_connection_even_if_recv_is_never_called_again() -> None:
     # A bad frame is held back behind messages recv() has not taken (so that the answers go
     # out first); a send-only handler never takes them, and the hold ends after

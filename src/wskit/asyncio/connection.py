@@ -392,8 +392,9 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         for timer in (self._close_timer, self._keepalive_timer, self._hold_timer):
             if timer is not None:
                 timer.cancel()
-        self._wake_drain_waiters(exc)
+        # A send() still waiting for the buffer to drain: its bytes went with the transport.
         self._lost = True
+        self._wake_drain_waiters(lost=True)
         if self._lost_waiter is not None and not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
         self._opened()
@@ -410,7 +411,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._write_pending()  # what the core kept while paused (pongs)
-        self._wake_drain_waiters(None)
+        self._wake_drain_waiters(lost=False)
         handler = self.handler
         if handler is not None and self.core.state is State.OPEN:
             try:
@@ -574,16 +575,18 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         self._drain_waiters.append(waiter)
         await waiter
 
-    def _wake_drain_waiters(self, exc: Exception | None) -> None:
+    def _wake_drain_waiters(self, *, lost: bool) -> None:
+        """The buffer drained (the waiting sends return), or the connection is ``lost``
+        with it (they raise ConnectionClosed: what they wrote was not all sent)."""
         waiters = self._drain_waiters
         self._drain_waiters = []
         for waiter in waiters:
             if waiter.done():
                 continue
-            if exc is None:
-                waiter.set_result(None)
-            else:
+            if lost:
                 waiter.set_exception(self._closed_exception())
+            else:
+                waiter.set_result(None)
 
 
 def broadcast(connections: Iterable[Connection], message: Data) -> BroadcastResult:
