@@ -11,13 +11,14 @@ compression on and off (``--ws-per-message-deflate``), a message over ``--ws-max
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -276,3 +277,117 @@ async def _refused_client_reads_nothing() -> None:
         while not protocol.lost:
             assert loop.time() - start < 3, "the refused connection was never dropped"
             await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def engine_serving(app: Any) -> AsyncIterator[tuple[Any, socket.socket, int]]:
+    """The engine on one accepted connection in this process, serving the ASGI ``app``:
+    yields the protocol, the client's socket (non-blocking) and the port."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from wskit.integrations.uvicorn import WebSocketProtocol
+
+    config = Config(app, ws=WebSocketProtocol, ws_per_message_deflate=False, lifespan="off")
+    config.ws_ping_interval = None
+    config.load()
+    async with small_buffers() as (server_sock, client_sock, port):
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, server_sock)
+        try:
+            yield protocol, client_sock, port
+        finally:
+            protocol.transport.abort()
+
+
+async def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the engine sends until it closes (bounded by WAIT)."""
+    loop = asyncio.get_running_loop()
+    chunks = []
+    while data := await asyncio.wait_for(loop.sock_recv(sock, 65536), WAIT):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("how", ["accept", "denial"])
+def test_a_header_the_app_may_not_send_gets_500(how: str) -> None:
+    """A header value with CR LF in websocket.accept or a denial response: the app's send()
+    raises, and the client gets 500 (it used to get nothing, the connection left open)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"x-user", b"evil\r\nX-Injected: 1")]
+        if how == "accept":
+            await send({"type": "websocket.accept", "headers": headers})
+        else:
+            start = {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+            await send(start)
+            await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    async def main() -> None:
+        async with engine_serving(app) as (_, client_sock, port):
+            await send_request(client_sock, port)
+            answer = await read_until_closed(client_sock)
+            assert answer.startswith(b"HTTP/1.1 500 "), answer[:60]
+            assert b"X-Injected" not in answer
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+def test_a_bad_frame_behind_a_message_fails_even_if_the_app_only_sends() -> None:
+    """The bad frame is held back behind the message the app took; an app that then only
+    sends never comes back to receive(): the hold ends after HELD_ERROR_TIMEOUT (1002)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the one message; the app only sends from now on
+        with contextlib.suppress(Exception):
+            while True:
+                await send({"type": "websocket.send", "text": "tick"})
+                await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with engine_serving(app) as (_, client_sock, port):
+            client = await send_request(client_sock, port)
+            await read_response(client, client_sock)
+            client.send_text("hello")
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(client_sock, b"".join(client.data_to_send()))
+            await asyncio.sleep(0.2)  # the app took it; the bad frame comes in a read of its own
+            await loop.sock_sendall(client_sock, bytes.fromhex("8380") + bytes(4))  # opcode 3
+            while client.close_rcvd is None:
+                data = await asyncio.wait_for(loop.sock_recv(client_sock, 65536), WAIT)
+                assert data, "closed without a Close frame"
+                client.receive_data(data)
+            assert client.close_rcvd[0] == 1002
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+def test_receive_after_the_disconnect_repeats_it() -> None:
+    """An app that calls receive() again after websocket.disconnect gets it again (uvicorn's
+    own engines do the same) instead of waiting for ever."""
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen.append(await receive())
+        seen.append(await asyncio.wait_for(receive(), 1))
+
+    async def main() -> None:
+        async with engine_serving(app) as (_, client_sock, port):
+            client = await send_request(client_sock, port)
+            await read_response(client, client_sock)
+            client.send_close(4002, "bye")
+            await asyncio.get_running_loop().sock_sendall(
+                client_sock, b"".join(client.data_to_send())
+            )
+            await read_until_closed(client_sock)
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+    disconnect = {"type": "websocket.disconnect", "code": 4002, "reason": "bye"}
+    assert seen == [disconnect, disconnect]

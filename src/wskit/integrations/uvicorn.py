@@ -40,7 +40,7 @@ from wskit import _zlib
 from wskit.core.connection import ServerConnection, State
 from wskit.core.events import Binary, Closed, Pong, Request, Text
 from wskit.core.extensions import ServerPerMessageDeflateFactory
-from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, LINGER_TIMEOUT, Limits
+from wskit.core.limits import DEFAULT_MAX_FRAGMENTS, HELD_ERROR_TIMEOUT, LINGER_TIMEOUT, Limits
 from wskit.exceptions import LocalProtocolError
 
 __all__ = ["WebSocketProtocol", "run"]
@@ -109,6 +109,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.denial: tuple[int, list[tuple[str, str]], bytearray] | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.keepalive_timer: asyncio.TimerHandle | None = None
+        self.hold_timer: asyncio.TimerHandle | None = None  # a held bad frame fails then
+        self.last_disconnect: Message | None = None  # websocket.disconnect, once taken
         self.keepalive_mark = -1
         self.ping_outstanding = False
 
@@ -135,7 +137,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._process()
         self._disconnect(1006 if not self.handshake_complete else 1005, "")
         self.connections.discard(self)
-        for timer in (self.close_timer, self.keepalive_timer):
+        for timer in (self.close_timer, self.keepalive_timer, self.hold_timer):
             if timer is not None:
                 timer.cancel()
         self.writable.set()  # a send() waiting for the buffer to drain learns the news
@@ -200,6 +202,15 @@ class WebSocketProtocol(asyncio.Protocol):
                 transport.close()
         if core.close_expected() and self.close_timer is None:
             self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+        if core.input_held and core.hold_errors and self.hold_timer is None:
+            # The app may never come back for the messages before the bad frame (one that
+            # only sends): the hold ends after HELD_ERROR_TIMEOUT all the same.
+            self.hold_timer = self.loop.call_later(HELD_ERROR_TIMEOUT, self._release_held)
+
+    def _release_held(self) -> None:
+        self.hold_timer = None
+        if not self.lost and self.core.release_held():
+            self._process()
 
     def _linger_over(self) -> None:
         """The refused client did not close within LINGER_TIMEOUT: close, and drop TCP if
@@ -308,11 +319,18 @@ class WebSocketProtocol(asyncio.Protocol):
 
     async def receive(self) -> Message:
         core = self.core
-        if self.queue.empty() and core.hold_errors and core.release_held():
-            # The app handled every message it was given: a bad frame held back behind them
-            # fails the connection now, after its answers.
-            self._process()
+        if self.queue.empty():
+            if self.last_disconnect is not None:
+                # Asked again after the disconnect: it is repeated (as uvicorn's own
+                # engines do) rather than waited for.
+                return dict(self.last_disconnect)
+            if core.hold_errors and core.release_held():
+                # The app handled every message it was given: a bad frame held back behind
+                # them fails the connection now, after its answers.
+                self._process()
         message = await self.queue.get()
+        if message["type"] == "websocket.disconnect":
+            self.last_disconnect = message
         if self.read_paused and self.queue.qsize() <= self.max_queue // 2:
             self.read_paused = False
             if not self.transport.is_closing():
@@ -344,9 +362,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 status, headers, body = self.denial
                 body += message.get("body", b"")
                 if not message.get("more_body", False):
+                    # Raises for headers that may not be sent: the app's error, answered 500.
+                    self.core.send_response(self.core.reject(status, bytes(body), headers))
                     self._disconnect(1006, "")
                     self.handshake_complete = True
-                    self.core.send_response(self.core.reject(status, bytes(body), headers))
                     self._process()
             else:
                 raise RuntimeError(
@@ -393,9 +412,10 @@ class WebSocketProtocol(asyncio.Protocol):
         response = self.core.accept(
             self.request, subprotocol=message.get("subprotocol"), extra_headers=headers
         )
+        # Raises for headers that may not be sent: the app's error, answered 500.
+        self.core.send_response(response)
         self.logger.info('"WebSocket %s" [accepted]', self.scope.get("path"))
         self.handshake_complete = True
-        self.core.send_response(response)
         self.accepted = response.status == 101
         self._process()
         if self.accepted:
