@@ -181,7 +181,7 @@ class Server(_ChoosesSubprotocol, Base):
     def __init__(  # noqa: PLR0917 - simple-websocket's positional signature
         self,
         environ: Mapping[str, Any],
-        subprotocols: Sequence[str] | None = None,
+        subprotocols: str | Sequence[str] | None = None,
         receive_bytes: int = 4096,
         ping_interval: float | None = None,
         max_message_size: int | None = None,
@@ -190,7 +190,7 @@ class Server(_ChoosesSubprotocol, Base):
         selector_class: Callable[[], selectors.BaseSelector] | None = None,
     ) -> None:
         self.environ = environ
-        self.subprotocols = list(subprotocols or [])
+        self.subprotocols = _protocol_list(subprotocols)
         _, self.mode = wsgi.connection_socket(environ)
         options: dict[str, Any] = {
             "read_size": max(receive_bytes, 4096),
@@ -313,8 +313,8 @@ class AioServer(_ChoosesSubprotocol, AioBase):
     """The server side of a WebSocket connection in an asyncio web app: an aiohttp route,
     an ASGI app, or a raw socket. Create it with :meth:`accept`."""
 
-    def __init__(self, subprotocols: Sequence[str] | None = None) -> None:
-        self.subprotocols = list(subprotocols or [])
+    def __init__(self, subprotocols: str | Sequence[str] | None = None) -> None:
+        self.subprotocols = _protocol_list(subprotocols)
         self.mode = "unknown"
 
     @classmethod
@@ -324,7 +324,7 @@ class AioServer(_ChoosesSubprotocol, AioBase):
         asgi: tuple[Any, Any, Any] | None = None,
         sock: socket.socket | None = None,
         headers: Mapping[str, str] | None = None,
-        subprotocols: Sequence[str] | None = None,
+        subprotocols: str | Sequence[str] | None = None,
         receive_bytes: int = 4096,
         ping_interval: float | None = None,
         max_message_size: int | None = None,
@@ -409,3 +409,10 @@ class AioClient(AioBase):
         except InvalidHandshake as exc:
             raise ConnectionError() from exc
         return self
+
+
+def _protocol_list(subprotocols: str | Sequence[str] | None) -> list[str]:
+    """simple-websocket takes one subprotocol as a string, or several in a list."""
+    if isinstance(subprotocols, str):
+        return [subprotocols]
+    return list(subprotocols or [])

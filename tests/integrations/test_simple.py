@@ -50,7 +50,8 @@ def make_app(seen: list[Any]) -> Flask:
 
     @app.route("/echo", websocket=True)
     def echo() -> str:
-        ws = Server.accept(request.environ, subprotocols=["chat"], max_message_size=1000)
+        # One subprotocol as a string, as simple-websocket allows (a list works too, below).
+        ws = Server.accept(request.environ, subprotocols="chat", max_message_size=1000)
         seen.append(("mode", ws.mode, ws.subprotocol))
         try:
             while True:
@@ -284,7 +285,7 @@ def test_aio_server_on_a_raw_socket_with_headers() -> None:
             sock = writer.get_extra_info("socket").dup()
             writer.transport.abort()  # the host lets go of its copy
             await aio_echo(
-                await AioServer.accept(sock=sock, headers=headers, subprotocols=["chat"]), seen
+                await AioServer.accept(sock=sock, headers=headers, subprotocols="chat"), seen
             )
 
         server = await asyncio.start_server(on_client, "127.0.0.1", 0)
