@@ -47,6 +47,7 @@ from wskit.exceptions import (
     ConnectionClosedOK,
     InvalidHandshake,
     InvalidStatus,
+    LocalProtocolError,
 )
 
 #: Bound on every wait of the tests that could otherwise hang (seconds).
@@ -342,6 +343,12 @@ async def test_ping_returns_round_trip_time() -> None:
         assert 0 <= rtt < 5 and ws.latency == rtt
         with pytest.raises(ConcurrencyError):
             await ws.ping(b"abc") and await ws.ping(b"abc")
+        # Control frames carry at most 125 bytes (RFC 6455 5.5): the caller's error, on an
+        # open connection, for ping() and pong() alike.
+        for send_control in (ws.ping, ws.pong):
+            with pytest.raises(LocalProtocolError):
+                await send_control(b"x" * 126)
+        assert ws.state is State.OPEN
 
 
 async def test_connections_share_one_read_buffer() -> None:

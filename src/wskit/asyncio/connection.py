@@ -294,7 +294,9 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         try:
             self.core.send_pong(data.encode() if isinstance(data, str) else data)
         except LocalProtocolError:
-            raise self._closed_exception() from None
+            if self.core.state is not State.OPEN:
+                raise self._closed_exception() from None
+            raise  # over 125 bytes (RFC 6455 5.5)
         self._write_pending()
 
     def ping_nowait(self, data: bytes = b"") -> None:
