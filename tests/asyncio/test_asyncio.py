@@ -836,6 +836,25 @@ async def test_server_close_sends_1001_to_every_client() -> None:
         assert not server.connections
 
 
+async def test_server_wait_closed_waits_for_the_handlers_to_return() -> None:
+    """A handler that cleans up after its connection closed has returned when aclose() does
+    (docs/server.md); before, it was still running, or cancelled with the event loop."""
+    log: list[str] = []
+
+    async def handler(ws: Connection) -> None:
+        async for _ in ws:
+            pass
+        log.append("connection ended")
+        await asyncio.sleep(0.3)  # cleanup after the close, e.g. saving state
+        log.append("handler returned")
+
+    server = await serve(handler, "127.0.0.1", 0)
+    client = await connect(url(server))
+    await asyncio.wait_for(server.aclose(), WAIT)
+    assert log == ["connection ended", "handler returned"]
+    await client.close()
+
+
 async def test_serve_forever_returns_when_closed() -> None:
     server = await serve(echo, "127.0.0.1", 0)
     task = asyncio.ensure_future(server.serve_forever())

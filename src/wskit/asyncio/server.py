@@ -9,7 +9,7 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -101,13 +101,13 @@ class WebSocketServerConnection(Connection):
                 response = self._internal_error()
             else:
                 if inspect.isawaitable(result):
-                    self._handler_task = self.loop.create_task(self._run(request, result))
+                    self._handler_task = self.server._track(self._run(request, result))
                     return
                 response = result
         if response is None:
             response = self._accept(request)
         if self._answer(request, response) and self.server.coroutine_handler is not None:
-            self._handler_task = self.loop.create_task(self._run_handler())
+            self._handler_task = self.server._track(self._run_handler())
 
     async def _run(self, request: Request, pending: Awaitable[Response | None]) -> None:
         """The opening handshake when ``process_request`` is a coroutine, then the handler."""
@@ -255,6 +255,8 @@ class Server:
         self.server: asyncio.Server | None = None
         self._port = 0
         self._closing = False
+        # The coroutine handlers still running: wait_closed() waits for them too.
+        self._handler_tasks: set[asyncio.Task[None]] = set()
 
     def _protocol(self) -> WebSocketServerConnection:
         core = ServerConnection(
@@ -308,12 +310,22 @@ class Server:
                     connection._process()
 
     async def wait_closed(self) -> None:
-        """Wait until the listeners are closed and every connection is gone."""
+        """Wait until the listeners are closed, every connection is gone and every handler
+        has returned."""
         if self.server is not None:
             await self.server.wait_closed()
         pending = [c.wait_closed() for c in [*self._handshaking, *self.connections]]
         if pending:
             await asyncio.gather(*pending)
+        while self._handler_tasks:
+            await asyncio.wait(list(self._handler_tasks))
+
+    def _track(self, handler: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a connection's handler in a task that :meth:`wait_closed` waits for."""
+        task = asyncio.get_running_loop().create_task(handler)
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+        return task
 
     async def aclose(self) -> None:
         """``close()`` then ``wait_closed()``."""
