@@ -855,6 +855,26 @@ async def test_server_wait_closed_waits_for_the_handlers_to_return() -> None:
     await client.close()
 
 
+async def test_close_while_max_queue_pauses_reading_completes_the_handshake() -> None:
+    """The client reads nothing and its queue is full, so reading is paused: close() reads
+    on until the server's Close (before, the Close stayed unread and close() ended 1006
+    after close_timeout); what came meanwhile beyond max_queue is dropped."""
+
+    async def flood(ws: Connection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for index in range(100):
+                await ws.send(f"m{index}")
+            await ws.wait_closed()
+
+    async with serve(flood, "127.0.0.1", 0, close_timeout=5) as server:
+        ws = await connect(url(server), max_queue=4, close_timeout=5)
+        while not ws._reading_paused:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(ws.close(), 2)  # well within close_timeout
+        assert ws.close_code == 1000
+        assert await ws.recv() == "m0"  # what was queued before the close is kept
+
+
 async def test_serve_forever_returns_when_closed() -> None:
     server = await serve(echo, "127.0.0.1", 0)
     task = asyncio.ensure_future(server.serve_forever())

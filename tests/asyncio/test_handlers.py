@@ -363,6 +363,62 @@ async def test_a_held_bad_frame_and_a_lost_connection_while_reading_is_paused() 
     assert errors == []
 
 
+async def test_closing_a_paused_handler_reads_the_peers_close_and_runs_on_close() -> None:
+    """A handler that pauses reading on every message: server.close() (1001) reads on and
+    completes the closing handshake at once, and on_close runs (before, the peer's Close
+    stayed unread, TCP was dropped after close_timeout and on_close never ran)."""
+    closed: list[Any] = []
+
+    class PausesOnEveryMessage(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            self.connection.pause_reading()  # e.g. waits for some work before resuming
+
+        def on_close(self, code: int, reason: str) -> None:
+            closed.append(code)
+
+    server = await serve(PausesOnEveryMessage, "127.0.0.1", 0, close_timeout=5)
+    async with connect(url(server)) as ws:
+        await ws.send("one")
+        await ws.send("two")  # waits unread behind the pause
+        while not server.connections:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(server.aclose(), 2)  # well within close_timeout
+        assert closed == [1001]
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()
+
+
+async def test_a_connection_lost_while_a_handler_paused_delivers_what_was_held() -> None:
+    """Two messages in one read; the handler pauses on the first, and the connection is lost
+    before it resumes: the second message and on_close are delivered then (on_close never ran
+    before: the Closed event waited behind the pause for good)."""
+    got: list[Any] = []
+
+    class PausesThenIsLost(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            got.append(message)
+            if message == "one":
+                self.connection.pause_reading()
+                asyncio.get_running_loop().call_soon(self.connection.transport.abort)
+
+        def on_close(self, code: int, reason: str) -> None:
+            got.append(("closed", code))
+
+    async with serve(PausesThenIsLost, "127.0.0.1", 0, compression=None) as server:
+        client, _reader, writer = await open_raw(server.port)
+        client.send_text("one")
+        client.send_text("two")
+        writer.write(b"".join(client.data_to_send()))  # one write: usually one read
+        deadline = asyncio.get_running_loop().time() + 5
+        while not got or got[-1][0] != "closed":
+            assert asyncio.get_running_loop().time() < deadline, got
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert got in (["one", "two", ("closed", 1006)], ["one", ("closed", 1006)])
+    assert got[-1] == ("closed", 1006)
+
+
 async def test_server_shutdown_reaches_on_close_and_no_task_per_connection() -> None:
     tasks_before = len(asyncio.all_tasks())
     server = await serve(Recorder, "127.0.0.1", 0)

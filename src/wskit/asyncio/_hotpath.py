@@ -257,12 +257,21 @@ class HotPath:
             self._recv_waiter = None
             return
         messages = self._queue()
+        max_queue = self.max_queue
+        core = self.core
+        # Waiting for the answer to our Close: reading goes on until it comes, and what the
+        # peer sent meanwhile beyond max_queue is dropped (bounded memory). Messages before
+        # a Close the peer sent first are all kept.
+        closing = core.close_sent is not None and core.close_rcvd is None
+        if closing and max_queue is not None and len(messages) >= max_queue:
+            return
         messages.append(message)
         # Backpressure: with max_queue messages waiting, stop reading until recv() catches up.
         if (
-            self.max_queue is not None
-            and len(messages) >= self.max_queue
+            max_queue is not None
+            and len(messages) >= max_queue
             and not self._reading_paused
+            and not closing
             and not self.transport.is_closing()
         ):
             self._reading_paused = True

@@ -314,9 +314,14 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         handler that cannot keep up; ``recv()`` users get it from ``max_queue``).
 
         Called from a hook, it also stops the hooks: messages already read but not yet
-        delivered wait for :meth:`resume_reading`.
+        delivered wait for :meth:`resume_reading`. Once closing (a Close frame sent), it
+        does nothing: reading goes on until the peer's Close.
         """
-        if not self._reading_paused and not self.transport.is_closing():
+        if (
+            not self._reading_paused
+            and not self.transport.is_closing()
+            and self.core.close_sent is None
+        ):
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -348,6 +353,9 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         if self.core.state is State.OPEN:
             self.core.send_close(code, reason)
             self._process()
+            # Read on (paused by max_queue or by a handler), so that the peer's Close is
+            # seen: closing never waits for the application to catch up.
+            self.resume_reading()
         elif self.core.state is State.CONNECTING and self.transport is not None:
             self.transport.close()
 
@@ -397,6 +405,13 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         # A send() still waiting for the buffer to drain: its bytes went with the transport.
         self._lost = True
         self._wake_drain_waiters(lost=True)
+        held = self._held_events
+        if held is not None:
+            # A handler paused reading and the connection went away meanwhile: what it
+            # did not get yet, the Closed event last, is delivered now (on_close runs).
+            self._held_events = None
+            self._reading_paused = False
+            self._process(held)
         if self._lost_waiter is not None and not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
         self._opened()

@@ -305,9 +305,7 @@ class Server:
             for connection in list(self._handshaking):
                 connection.transport.abort()
             for connection in list(self.connections):
-                if connection.core.state is State.OPEN:
-                    connection.core.send_close(1001, "server shutting down")
-                    connection._process()
+                connection.close_nowait(1001, "server shutting down")
 
     async def wait_closed(self) -> None:
         """Wait until the listeners are closed, every connection is gone and every handler
