@@ -419,6 +419,70 @@ async def test_a_connection_lost_while_a_handler_paused_delivers_what_was_held()
     assert got[-1] == ("closed", 1006)
 
 
+@pytest.mark.parametrize("how", ["close", "raise"])
+async def test_on_close_runs_last_when_a_hook_closes_before_a_bad_frame(how: str) -> None:
+    """Two messages and a bad frame in one read; on_message closes on the first (or fails:
+    1011): the second message is still delivered before on_close (on_close ran in between,
+    from the close's nested dispatch that released the bad frame)."""
+    calls: list[Any] = []
+
+    class ClosesOnFirst(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            calls.append(message)
+            if message == "A":
+                if how == "close":
+                    self.close()
+                else:
+                    raise RuntimeError("the hook failed")
+
+        def on_close(self, code: int, reason: str) -> None:
+            calls.append("on_close")
+
+    async with serve(ClosesOnFirst, "127.0.0.1", 0, compression=None, close_timeout=0.5) as server:
+        client, _reader, writer = await open_raw(server.port)
+        client.send_text("A")
+        client.send_text("B")
+        writer.write(b"".join(client.data_to_send()) + b"\x83\x80\x00\x00\x00\x00")
+        deadline = asyncio.get_running_loop().time() + 5
+        while "on_close" not in calls:
+            assert asyncio.get_running_loop().time() < deadline, calls
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert calls == ["A", "B", "on_close"]
+
+
+async def test_pause_reading_in_on_open_holds_the_messages_behind_the_request() -> None:
+    """Messages that came in the same read as the upgrade request wait for resume_reading()
+    when on_open pauses (the first was delivered at once)."""
+    got: list[Any] = []
+
+    class PausesInOnOpen(Handler):
+        def on_open(self) -> None:
+            self.connection.pause_reading()
+            asyncio.get_running_loop().call_later(0.2, self.connection.resume_reading)
+
+        def on_message(self, message: str | bytes) -> None:
+            got.append((message, self.connection._reading_paused))
+
+    async with serve(PausesInOnOpen, "127.0.0.1", 0, compression=None) as server:
+        client = ClientConnection(url(server))
+        client.send_request()
+        framer = ClientConnection(url(server))  # frames for the same write (see raw_session)
+        framer.state = framer.state.__class__.OPEN
+        framer.send_text("one")
+        framer.send_text("two")
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"".join([*client.data_to_send(), *framer.data_to_send()]))
+        await asyncio.sleep(0.1)
+        assert got == []  # paused in on_open: nothing delivered
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(got) < 2:
+            assert asyncio.get_running_loop().time() < deadline, got
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert got == [("one", False), ("two", False)]
+
+
 async def test_server_shutdown_reaches_on_close_and_no_task_per_connection() -> None:
     tasks_before = len(asyncio.all_tasks())
     server = await serve(Recorder, "127.0.0.1", 0)

@@ -32,5 +32,6 @@ cdef class HotPath:
     @cython.locals(count=Py_ssize_t, index=Py_ssize_t)
     cdef _dispatch_events(self, list events, object handler)
     cdef _deliver(self, object message)
+    cdef _hold(self, list rest)
     @cython.locals(data=list, size=Py_ssize_t)
     cdef _write_out(self)

@@ -185,12 +185,14 @@ class HotPath:
             self._write_out()
         if (
             self.handler is not None
+            and not batching
             and core.input_held
             and not core.hold_errors
             and self._held_events is None
         ):
             # The handler answered every message before a bad frame: fail on it now, so the
-            # answers went out before the Close frame (as recv() users get it).
+            # answers went out before the Close frame (as recv() users get it). Not from a
+            # dispatch nested in a hook (one that closes): the outer one has messages left.
             core.release_held()
             self._dispatch(None)
             return
@@ -208,6 +210,11 @@ class HotPath:
         count = len(events)
         index = 0
         while index < count:
+            if handler is not None and self._reading_paused:
+                # The handler asked for no more (from on_open, or a writing hook that ran
+                # in between): keep the rest until resume_reading().
+                self._hold(events[index:])
+                break
             event = events[index]
             index += 1
             kind = type(event)
@@ -236,14 +243,22 @@ class HotPath:
                 self._on_closed(event)  # type: ignore[arg-type]
             elif kind is Request:
                 self._on_request(event)  # type: ignore[arg-type]
+                handler = self.handler  # a class-based handler exists from on_open on
+                self._batching = handler is not None
             elif kind is Response:
                 self._on_open()
                 handler = self.handler
                 self._batching = handler is not None
             if handler is not None and self._reading_paused:
                 # The handler asked for no more: keep the rest until resume_reading().
-                self._held_events = events[index:]
+                self._hold(events[index:])
                 break
+
+    def _hold(self, rest: list[Event]) -> None:
+        """Keep ``rest`` for resume_reading(), before what a dispatch nested in a hook held
+        already (those events were parsed after ``rest``)."""
+        held = self._held_events
+        self._held_events = rest + held if held else rest
 
     def _deliver(self, message: Data) -> None:
         """Hand ``message`` to the task waiting in recv(), or queue it (pausing reading at
