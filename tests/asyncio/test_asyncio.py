@@ -1102,6 +1102,38 @@ async def test_a_send_waiting_for_the_buffer_raises_when_the_connection_is_dropp
     assert outcome == ["ConnectionClosedError"]
 
 
+async def test_send_waits_for_a_slow_reader_also_while_messages_are_queued() -> None:
+    # A received message waits in the queue (pipelined requests), so send() defers its
+    # writes to batch the answers; a large reply must still meet flow control and wait for a
+    # peer that reads nothing (before, the whole reply piled up in the core, send() never
+    # waited and the event loop never ran).
+    sent: list[int] = []
+
+    async def handler(ws: Connection) -> None:
+        await ws.recv()  # the first request; the second stays queued
+        while not ws._messages:
+            await asyncio.sleep(0.01)
+        with contextlib.suppress(ConnectionClosed):
+            for index in range(64):  # 4 MiB: far more than the buffers take
+                await ws.send(b"x" * 65536)
+                sent.append(index)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.2) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        client = ClientConnection(url(server))
+        client.send_request()
+        client.state = State.OPEN  # only to frame the two requests for the same write
+        client.send_text("request 1")
+        client.send_text("request 2")
+        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        writer.write(b"".join(client.data_to_send()))  # then reads nothing
+        await asyncio.sleep(0.5)
+        assert 0 < len(sent) < 64  # send() is waiting for the buffer to drain
+        writer.close()
+
+
 async def test_a_bad_frame_fails_the_connection_even_if_recv_is_never_called_again() -> None:
     # A bad frame is held back behind messages recv() has not taken (so that the answers go
     # out first); a send-only handler never takes them, and the hold ends after

@@ -24,6 +24,7 @@ cdef class HotPath:
     cdef public object _closed_event
     cdef public bint _batching
     cdef public bint _flush_scheduled
+    cdef public Py_ssize_t _deferred_size
     cdef public object _hold_timer
 
     # C functions: called from this class only (Python code calls _process/_write_pending).

@@ -49,6 +49,7 @@ class HotPath:
         "_batching",
         "_close_timer",
         "_closed_event",
+        "_deferred_size",
         "_flush_scheduled",
         "_held_events",
         "_hold_timer",
@@ -93,6 +94,7 @@ class HotPath:
         self._batching = False
         # True while a flush of what send() queued is scheduled (see send()).
         self._flush_scheduled = False
+        self._deferred_size = 0  # about how much send() left in the core for _flush()
         # Events read but not delivered because a handler paused reading.
         self._held_events: list[Event] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -334,14 +336,18 @@ class HotPath:
             if core.state is not State.OPEN:
                 raise self._closed_exception() from None
             raise
-        if self._messages:
+        deferred = self._deferred_size + len(message)  # (characters for str: about right)
+        if self._messages and deferred <= COALESCE_LIMIT:
             # The application works through a backlog of received messages, answering each
             # (pipelined requests): its answers go out together, once this burst yields to
             # the event loop, or with the answer to the last one, instead of a write each.
+            # Past COALESCE_LIMIT they are written: flow control applies (send() waits).
+            self._deferred_size = deferred
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 self.loop.call_soon(self._flush)
         else:
+            self._deferred_size = 0
             self._write_out()
         if self._writing_paused:
             await self._drain()
@@ -349,6 +355,7 @@ class HotPath:
     def _flush(self) -> None:
         """Write what send() queued during a burst (scheduled by send())."""
         self._flush_scheduled = False
+        self._deferred_size = 0
         self._write_out()
 
     def send_nowait(self, message: Data, *, compress: bool = True) -> None:
