@@ -280,19 +280,24 @@ async def _refused_client_reads_nothing() -> None:
 
 
 @contextlib.asynccontextmanager
-async def engine_serving(app: Any) -> AsyncIterator[tuple[Any, socket.socket, int]]:
-    """The engine on one accepted connection in this process, serving the ASGI ``app``:
-    yields the protocol, the client's socket (non-blocking) and the port."""
+async def engine_serving(app: Any, **options: Any) -> AsyncIterator[tuple[Any, socket.socket, int]]:
+    """The engine on one accepted connection in this process, serving the ASGI ``app``
+    (``options`` go to uvicorn's Config): yields the protocol, the client's socket
+    (non-blocking) and the port."""
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
     from wskit.integrations.uvicorn import WebSocketProtocol
 
-    config = Config(app, ws=WebSocketProtocol, ws_per_message_deflate=False, lifespan="off")
+    config = Config(
+        app, ws=WebSocketProtocol, ws_per_message_deflate=False, lifespan="off", **options
+    )
     config.ws_ping_interval = None
     config.load()
+    state = ServerState()
+    state.default_headers = config.encoded_headers  # what uvicorn's Server sets up
     async with small_buffers() as (server_sock, client_sock, port):
-        protocol = WebSocketProtocol(config, ServerState(), {})
+        protocol = WebSocketProtocol(config, state, {})
         await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, server_sock)
         try:
             yield protocol, client_sock, port
@@ -391,3 +396,25 @@ def test_receive_after_the_disconnect_repeats_it() -> None:
     asyncio.run(asyncio.wait_for(main(), WAIT))
     disconnect = {"type": "websocket.disconnect", "code": 4002, "reason": "bye"}
     assert seen == [disconnect, disconnect]
+
+
+@pytest.mark.parametrize("server_header", [True, False])
+def test_uvicorns_server_and_custom_headers_are_sent(server_header: bool) -> None:
+    """As with uvicorn's own engines: its Server header (or none with --no-server-header,
+    not wskit's), --header fields, then the app's."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "headers": [(b"x-app", b"1")]})
+        await receive()
+
+    async def main() -> None:
+        options = {"server_header": server_header, "headers": [("X-Custom", "yes")]}
+        async with engine_serving(app, **options) as (_, client_sock, port):
+            client = await send_request(client_sock, port)
+            await read_response(client, client_sock)
+            headers = client.response.headers
+            assert headers.get_all("Server") == (["uvicorn"] if server_header else [])
+            assert headers.get("X-Custom") == "yes" and headers.get("X-App") == "1"
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))

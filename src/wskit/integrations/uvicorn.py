@@ -404,14 +404,17 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _accept(self, message: Message) -> None:
         assert self.request is not None
+        # uvicorn's default headers (Date, Server unless --no-server-header, --header ...)
+        # then the app's, as uvicorn's own engines send them.
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in [*self.default_headers, *message.get("headers", [])]
-            if name.lower() not in (b"date", b"server")  # uvicorn's defaults: for HTTP
         ]
         response = self.core.accept(
             self.request, subprotocol=message.get("subprotocol"), extra_headers=headers
         )
+        if response.status == 101 and not any(name.lower() == "server" for name, _ in headers):
+            response.headers.remove("Server")  # --no-server-header: none, not wskit's
         # Raises for headers that may not be sent: the app's error, answered 500.
         self.core.send_response(response)
         self.logger.info('"WebSocket %s" [accepted]', self.scope.get("path"))
