@@ -97,6 +97,24 @@ async def test_echo_text_binary_and_iteration() -> None:
     assert ws.close_code == 1000 and ws.state is State.CLOSED
 
 
+async def test_sends_wait_while_another_task_sends_a_fragmented_message() -> None:
+    # Messages do not interleave: a send() from another task, whole or fragmented, waits for
+    # the fragmented message in progress to end (it raised LocalProtocolError, "a fragmented
+    # message is in progress", naming a core method).
+    async def slow() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(0.2)
+        yield "b"
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        first = asyncio.ensure_future(ws.send(slow()))
+        await asyncio.sleep(0.05)  # the first frame is out; the iterator waits
+        second = asyncio.ensure_future(ws.send("x"))
+        third = asyncio.ensure_future(ws.send(["y", "z"]))
+        await asyncio.wait_for(asyncio.gather(first, second, third), WAIT)
+        assert [await ws.recv() for _ in range(3)] == ["ab", "x", "yz"]
+
+
 async def test_fragmented_send_from_iterables() -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for part in (b"a", b"b", b"c"):

@@ -25,6 +25,7 @@ cdef class HotPath:
     cdef public bint _batching
     cdef public bint _flush_scheduled
     cdef public Py_ssize_t _deferred_size
+    cdef public object _fragments_done
     cdef public object _hold_timer
 
     # C functions: called from this class only (Python code calls _process/_write_pending).

@@ -51,6 +51,7 @@ class HotPath:
         "_closed_event",
         "_deferred_size",
         "_flush_scheduled",
+        "_fragments_done",
         "_held_events",
         "_hold_timer",
         "_messages",
@@ -95,6 +96,8 @@ class HotPath:
         # True while a flush of what send() queued is scheduled (see send()).
         self._flush_scheduled = False
         self._deferred_size = 0  # about how much send() left in the core for _flush()
+        # Set while a fragmented message is being sent: other sends wait for its end.
+        self._fragments_done: asyncio.Future[None] | None = None
         # Events read but not delivered because a handler paused reading.
         self._held_events: list[Event] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -315,10 +318,13 @@ class HotPath:
         An iterable or async iterable of ``str`` (or of bytes) is sent as one fragmented
         message, a frame per item. ``compress=False`` sends this message uncompressed even
         when permessage-deflate was negotiated (for data that is already compressed). Waits
-        only while the write buffer is above its high-water mark. Raises
+        only while the write buffer is above its high-water mark, or while another task
+        sends a fragmented message (messages do not interleave). Raises
         :class:`~wskit.exceptions.ConnectionClosed` once the connection closes.
         """
         core = self.core
+        if self._fragments_done is not None:
+            await self._wait_for_fragments()
         try:
             if isinstance(message, str):
                 core.send_text(message, True, compress)
@@ -351,6 +357,11 @@ class HotPath:
             self._write_out()
         if self._writing_paused:
             await self._drain()
+
+    async def _wait_for_fragments(self) -> None:
+        """Another task is sending a fragmented message: wait until it has ended."""
+        while self._fragments_done is not None:
+            await asyncio.shield(self._fragments_done)
 
     def _flush(self) -> None:
         """Write what send() queued during a burst (scheduled by send())."""

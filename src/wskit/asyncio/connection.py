@@ -208,6 +208,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
 
     async def _send_fragments(self, fragments: Iterable[Data], compress: bool) -> None:
         first = True
+        self._fragments_done = self.loop.create_future()  # send() waited: none in progress
         try:
             for fragment in fragments:
                 self._queue_fragment(fragment, first, compress)
@@ -217,11 +218,16 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         except BaseException:
             if not first:
                 self._fail_message()
+            self._fragments_ended()
             raise
-        await self._end_fragments(first)
+        try:
+            await self._end_fragments(first)
+        finally:
+            self._fragments_ended()
 
     async def _send_fragments_async(self, fragments: AsyncIterable[Data], compress: bool) -> None:
         first = True
+        self._fragments_done = self.loop.create_future()  # send() waited: none in progress
         try:
             async for fragment in fragments:
                 self._queue_fragment(fragment, first, compress)
@@ -231,8 +237,19 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
         except BaseException:
             if not first:
                 self._fail_message()
+            self._fragments_ended()
             raise
-        await self._end_fragments(first)
+        try:
+            await self._end_fragments(first)
+        finally:
+            self._fragments_ended()
+
+    def _fragments_ended(self) -> None:
+        """The fragmented message is over (sent, or failed): sends waiting for it go on."""
+        done = self._fragments_done
+        self._fragments_done = None
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _fail_message(self) -> None:
         """A fragmented message was interrupted after its first frame went out (the iterator
