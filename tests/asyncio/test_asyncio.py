@@ -893,6 +893,65 @@ async def test_close_while_max_queue_pauses_reading_completes_the_handshake() ->
         assert await ws.recv() == "m0"  # what was queued before the close is kept
 
 
+async def test_a_handler_returning_while_max_queue_pauses_reading_closes_at_once() -> None:
+    """The handler returns (close 1000) with its queue full: reading resumes, so the
+    client's Close is read and both sides end 1000 at once (before: close_timeout, 1006)."""
+    connections: list[Connection] = []
+
+    async def handler(ws: Connection) -> None:
+        connections.append(ws)
+        while not ws._reading_paused:
+            await asyncio.sleep(0.01)
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=2, close_timeout=5) as server:
+        ws = await connect(url(server))
+        for index in range(10):
+            await ws.send(f"m{index}")
+        await asyncio.wait_for(ws.wait_closed(), 2)  # well within close_timeout
+        await asyncio.wait_for(connections[0].wait_closed(), 2)
+        assert ws.close_code == 1000 and connections[0].close_code == 1000
+
+
+async def test_wait_closed_from_a_handler_does_not_wait_for_that_handler() -> None:
+    """An admin command that shuts the server down from a handler: aclose() returns (it
+    waited for the handlers, the caller among them, through wait_for's task too)."""
+    result: list[str] = []
+
+    async def handler(ws: Connection) -> None:
+        async for message in ws:
+            if message == "shutdown":
+                await asyncio.wait_for(servers[0].aclose(), WAIT)
+                result.append("aclose returned")
+                return
+
+    servers = [await serve(handler, "127.0.0.1", 0)]
+    async with connect(url(servers[0])) as ws:
+        await ws.send("shutdown")
+        await asyncio.wait_for(ws.wait_closed(), WAIT)
+    await asyncio.wait_for(servers[0].wait_closed(), WAIT)
+    assert result == ["aclose returned"]
+
+
+async def test_a_process_request_that_never_returns_does_not_block_wait_closed() -> None:
+    """open_timeout drops the client while process_request still awaits (a stuck auth
+    backend): the awaiting task is cancelled, so aclose() returns."""
+    started = asyncio.Event()
+
+    async def process_request(ws: WebSocketServerConnection, request: Request) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    server = await serve(echo, "127.0.0.1", 0, process_request=process_request, open_timeout=0.2)
+    client = ClientConnection(url(server))
+    client.send_request()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"".join(client.data_to_send()))
+    await asyncio.wait_for(started.wait(), WAIT)
+    assert await asyncio.wait_for(reader.read(), WAIT) == b""  # dropped after open_timeout
+    await asyncio.wait_for(server.aclose(), WAIT)
+    writer.close()
+
+
 async def test_serve_forever_returns_when_closed() -> None:
     server = await serve(echo, "127.0.0.1", 0)
     task = asyncio.ensure_future(server.serve_forever())
@@ -1147,8 +1206,12 @@ async def test_send_waits_for_a_slow_reader_also_while_messages_are_queued() -> 
         client.send_text("request 2")
         _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
         writer.write(b"".join(client.data_to_send()))  # then reads nothing
-        await asyncio.sleep(0.5)
-        assert 0 < len(sent) < 64  # send() is waiting for the buffer to drain
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not sent:  # the reply has started
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert len(sent) < 64  # send() is waiting for the buffer to drain
         writer.close()
 
 

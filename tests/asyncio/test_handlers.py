@@ -11,7 +11,7 @@ import websockets
 
 from tests.asyncio.helpers import count_writes, open_raw
 from wskit.asyncio import connect, serve
-from wskit.core import ClientConnection
+from wskit.core import ClientConnection, ServerConnection
 from wskit.core.events import Closed, Response, Text
 from wskit.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from wskit.handlers import Handler
@@ -481,6 +481,67 @@ async def test_pause_reading_in_on_open_holds_the_messages_behind_the_request() 
             await asyncio.sleep(0.01)
         writer.close()
     assert got == [("one", False), ("two", False)]
+
+
+async def test_a_hook_that_pauses_then_fails_closes_with_1011_at_once() -> None:
+    """pause_reading() then an exception in on_message: the 1011 close reads on, so the
+    client's Close is seen and on_close runs at once (before: after close_timeout, 1006)."""
+    closed: list[int] = []
+
+    class PausesThenFails(Handler):
+        def on_message(self, message: str | bytes) -> None:
+            self.connection.pause_reading()
+            raise RuntimeError("the hook failed")
+
+        def on_close(self, code: int, reason: str) -> None:
+            closed.append(code)
+
+    async with serve(PausesThenFails, "127.0.0.1", 0, close_timeout=5) as server:
+        ws = await connect(url(server))
+        await ws.send("a")
+        await asyncio.wait_for(ws.wait_closed(), 2)  # well within close_timeout
+        assert ws.close_code == 1011
+        deadline = asyncio.get_running_loop().time() + 2
+        while not closed:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+    assert closed == [1011]
+
+
+async def test_a_client_on_open_that_closes_gets_the_message_behind_the_101_first() -> None:
+    """A server writes the 101, a message and a bad frame at once; the client's on_open
+    closes: on_message runs for the message, then on_close (it ran first)."""
+    calls: list[Any] = []
+
+    class ClosesInOnOpen(Handler):
+        def on_open(self) -> None:
+            calls.append("on_open")
+            self.close()
+
+        def on_message(self, message: str | bytes) -> None:
+            calls.append(message)
+
+        def on_close(self, code: int, reason: str) -> None:
+            calls.append("on_close")
+
+    async def raw_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            server = ServerConnection()
+            server.receive_data(await reader.readuntil(b"\r\n\r\n"))
+            (request,) = server.events()
+            server.send_response(server.accept(request))
+            server.send_text("hi")
+            writer.write(b"".join(server.data_to_send()) + b"\x83\x00")  # then opcode 3
+            await asyncio.wait_for(reader.read(), 5)  # until the client closes
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(raw_server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        ws = await connect(f"ws://127.0.0.1:{port}/", handler=ClosesInOnOpen, close_timeout=0.3)
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert calls == ["on_open", "hi", "on_close"]
 
 
 async def test_server_shutdown_reaches_on_close_and_no_task_per_connection() -> None:

@@ -23,13 +23,14 @@ cdef class HotPath:
     cdef public object _close_timer
     cdef public object _closed_event
     cdef public bint _batching
+    cdef public bint _dispatching
     cdef public bint _flush_scheduled
     cdef public Py_ssize_t _deferred_size
     cdef public object _fragments_done
     cdef public object _hold_timer
 
     # C functions: called from this class only (Python code calls _process/_write_pending).
-    @cython.locals(events=list, batching=bint, writing=bint)
+    @cython.locals(events=list, batching=bint, nested=bint, writing=bint)
     cdef _dispatch(self, list pending)
     @cython.locals(count=Py_ssize_t, index=Py_ssize_t)
     cdef _dispatch_events(self, list events, object handler)

@@ -50,6 +50,7 @@ class HotPath:
         "_close_timer",
         "_closed_event",
         "_deferred_size",
+        "_dispatching",
         "_flush_scheduled",
         "_fragments_done",
         "_held_events",
@@ -93,6 +94,9 @@ class HotPath:
         # True while a handler's hooks run for the events of one read: what they send is
         # written once, after the last hook (one write for a batch of pipelined messages).
         self._batching = False
+        # True while _dispatch runs: a dispatch nested in a hook (one that closes, say)
+        # leaves the release of a held bad frame to the outer one, which has events left.
+        self._dispatching = False
         # True while a flush of what send() queued is scheduled (see send()).
         self._flush_scheduled = False
         self._deferred_size = 0  # about how much send() left in the core for _flush()
@@ -182,15 +186,18 @@ class HotPath:
         handler = self.handler
         batching = self._batching
         self._batching = handler is not None
+        nested = self._dispatching
+        self._dispatching = True
         try:
             self._dispatch_events(events, handler)
         finally:
             self._batching = batching
+            self._dispatching = nested
         if not batching and (writing or core.state is not State.OPEN):
             self._write_out()
         if (
             self.handler is not None
-            and not batching
+            and not nested
             and core.input_held
             and not core.hold_errors
             and self._held_events is None
@@ -280,8 +287,8 @@ class HotPath:
         max_queue = self.max_queue
         core = self.core
         # Waiting for the answer to our Close: reading goes on until it comes, and what the
-        # peer sent meanwhile beyond max_queue is dropped (bounded memory). Messages before
-        # a Close the peer sent first are all kept.
+        # peer sent meanwhile beyond max_queue is dropped (bounded memory). Once the peer's
+        # Close is in (it closed first, or answered in the same read), nothing is dropped.
         closing = core.close_sent is not None and core.close_rcvd is None
         if closing and max_queue is not None and len(messages) >= max_queue:
             return
@@ -342,7 +349,9 @@ class HotPath:
             if core.state is not State.OPEN:
                 raise self._closed_exception() from None
             raise
-        deferred = self._deferred_size + len(message)  # (characters for str: about right)
+        # About the frame's size (characters for str; a memoryview's len() counts items).
+        size = message.nbytes if type(message) is memoryview else len(message)
+        deferred = self._deferred_size + size
         if self._messages and deferred <= COALESCE_LIMIT:
             # The application works through a backlog of received messages, answering each
             # (pipelined requests): its answers go out together, once this burst yields to

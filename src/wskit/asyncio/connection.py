@@ -216,9 +216,11 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
                 if self._writing_paused:
                     await self._drain()
         except BaseException:
-            if not first:
-                self._fail_message()
-            self._fragments_ended()
+            try:
+                if not first:
+                    self._fail_message()
+            finally:
+                self._fragments_ended()
             raise
         try:
             await self._end_fragments(first)
@@ -235,9 +237,11 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
                 if self._writing_paused:
                     await self._drain()
         except BaseException:
-            if not first:
-                self._fail_message()
-            self._fragments_ended()
+            try:
+                if not first:
+                    self._fail_message()
+            finally:
+                self._fragments_ended()
             raise
         try:
             await self._end_fragments(first)
@@ -522,9 +526,7 @@ class Connection(ConnectionState, HotPath, asyncio.BufferedProtocol):
             self.logger.debug("connection handler: %s", exc)
             return
         self.logger.exception("connection handler failed")
-        if self.core.state is State.OPEN:
-            self.core.send_close(1011, "")
-            self._process()
+        self.close_nowait(1011, "")
 
     def _keepalive(self) -> None:
         """Every ``ping_interval``: ping if nothing arrived since the last tick; fail with

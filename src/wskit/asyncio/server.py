@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import http
 import inspect
@@ -52,6 +53,13 @@ SelectSubprotocol = Callable[["WebSocketServerConnection", Sequence[str]], "str 
 logger = logging.getLogger("wskit.server")
 
 
+#: The handler task a coroutine runs in (tasks it starts inherit it): Server.wait_closed()
+#: called from a handler does not wait for that handler.
+_current_handler: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "wskit_current_handler", default=None
+)
+
+
 class WebSocketServerConnection(Connection):
     """A server-side connection: answers the opening handshake, then runs the handler."""
 
@@ -79,6 +87,11 @@ class WebSocketServerConnection(Connection):
             self._handshake_timer.cancel()
         self.server._handshaking.discard(self)
         self.server.connections.discard(self)
+        task = self._handler_task
+        if task is not None and not self.opened:
+            # Gone during the opening handshake (open_timeout, the client left): stop an
+            # awaited process_request, which may never return (wait_closed() waits for it).
+            task.cancel()
 
     def _handshake_timeout(self) -> None:
         self._handshake_timer = None
@@ -111,6 +124,7 @@ class WebSocketServerConnection(Connection):
 
     async def _run(self, request: Request, pending: Awaitable[Response | None]) -> None:
         """The opening handshake when ``process_request`` is a coroutine, then the handler."""
+        _current_handler.set(asyncio.current_task())
         try:
             response = await pending
         except Exception:
@@ -173,6 +187,7 @@ class WebSocketServerConnection(Connection):
         """Run the coroutine handler; close with 1000 when it returns, 1011 if it fails."""
         handler = self.server.coroutine_handler
         assert handler is not None
+        _current_handler.set(asyncio.current_task())
         try:
             await handler(self)
         except ConnectionClosed as exc:
@@ -190,10 +205,9 @@ class WebSocketServerConnection(Connection):
             self._close_after_handler(1000)
 
     def _close_after_handler(self, code: int) -> None:
-        """The handler is done: close with ``code`` unless the connection is closing already."""
-        if self.core.state is State.OPEN:
-            self.core.send_close(code, "")
-            self._process()
+        """The handler is done: close with ``code`` unless the connection is closing already
+        (reading resumes if max_queue paused it, so that the client's Close is seen)."""
+        self.close_nowait(code, "")
 
     @property
     def request(self) -> Request:
@@ -315,8 +329,11 @@ class Server:
         pending = [c.wait_closed() for c in [*self._handshaking, *self.connections]]
         if pending:
             await asyncio.gather(*pending)
-        while self._handler_tasks:
-            await asyncio.wait(list(self._handler_tasks))
+        # (Called from a handler, as an admin command that shuts the server down might: not
+        # for that handler itself, which is waiting here, maybe through wait_for's task.)
+        caller = _current_handler.get()
+        while pending_tasks := [task for task in self._handler_tasks if task is not caller]:
+            await asyncio.wait(pending_tasks)
 
     def _track(self, handler: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a connection's handler in a task that :meth:`wait_closed` waits for."""
