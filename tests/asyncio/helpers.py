@@ -106,3 +106,31 @@ async def ping_and_read_until_answered(client: ClientConnection, sock: socket.so
         client.receive_data(data)
         if Pong(b"last") in client.events():
             return
+
+
+async def open_silent(port: int, *texts: str) -> asyncio.StreamWriter:
+    """A client that sends its upgrade request (and ``texts``, framed, in the same write)
+    through a 4 KiB receive buffer, then reads nothing: the server's writes soon block.
+    Close the returned writer when done."""
+    client = ClientConnection(f"ws://127.0.0.1:{port}/", extensions=[])
+    client.send_request()
+    request = b"".join(client.data_to_send())
+    client.state = State.OPEN  # only to frame the texts for the same write
+    for text in texts:
+        client.send_text(text)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    writer.write(request + b"".join(client.data_to_send()))
+    return writer
+
+
+async def wait_until(condition: Any, timeout: float = PEER_WAIT) -> None:
+    """Poll ``condition()`` until it is true; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)

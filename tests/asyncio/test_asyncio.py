@@ -22,10 +22,12 @@ from tests.asyncio.helpers import (
     count_writes,
     flood_with_pings,
     open_raw,
+    open_silent,
     ping_and_read_until_answered,
     read_response,
     send_request,
     small_buffers,
+    wait_until,
 )
 from wskit.asyncio import (
     BroadcastResult,
@@ -690,15 +692,8 @@ async def test_a_refused_client_that_reads_nothing_is_dropped(
         return ws.respond(403, "." * 1024 * 1024)
 
     async with serve(echo, "127.0.0.1", 0, process_request=refuse, close_timeout=0.2) as server:
-        client = ClientConnection(url(server))
-        client.send_request()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast
-        sock.connect(("127.0.0.1", server.port))
-        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-        writer.write(b"".join(client.data_to_send()))  # and never reads the answer
-        while not refused:
-            await asyncio.sleep(0.01)
+        writer = await open_silent(server.port)  # never reads the answer
+        await wait_until(lambda: refused)
         await asyncio.wait_for(refused[0].wait_closed(), 3)  # the connection is gone
         writer.close()
 
@@ -1126,17 +1121,8 @@ async def test_a_fragmented_send_cancelled_while_its_first_frame_drains_fails_wi
         outcome.append(info.value.sent_code)
 
     async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.5) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        client = ClientConnection(url(server))
-        client.send_request()
-        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-        writer.write(b"".join(client.data_to_send()))  # then reads nothing
-        deadline = asyncio.get_running_loop().time() + 5
-        while len(outcome) < 2:
-            assert asyncio.get_running_loop().time() < deadline, outcome
-            await asyncio.sleep(0.05)
+        writer = await open_silent(server.port)
+        await wait_until(lambda: len(outcome) == 2)
         writer.close()
     assert outcome == [True, 1011]
 
@@ -1164,17 +1150,8 @@ async def test_a_send_waiting_for_the_buffer_raises_when_the_connection_is_dropp
         await asyncio.wait_for(task, 3)
 
     async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.3) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        client = ClientConnection(url(server))
-        client.send_request()
-        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-        writer.write(b"".join(client.data_to_send()))  # then reads nothing
-        deadline = asyncio.get_running_loop().time() + 5
-        while not outcome or outcome[-1] == "sent":
-            assert asyncio.get_running_loop().time() < deadline, outcome
-            await asyncio.sleep(0.05)
+        writer = await open_silent(server.port)
+        await wait_until(lambda: outcome and outcome[-1] != "sent")
         writer.close()
     assert outcome == ["ConnectionClosedError"]
 
@@ -1196,20 +1173,8 @@ async def test_send_waits_for_a_slow_reader_also_while_messages_are_queued() -> 
                 sent.append(index)
 
     async with serve(handler, "127.0.0.1", 0, compression=None, close_timeout=0.2) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        client = ClientConnection(url(server))
-        client.send_request()
-        client.state = State.OPEN  # only to frame the two requests for the same write
-        client.send_text("request 1")
-        client.send_text("request 2")
-        _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-        writer.write(b"".join(client.data_to_send()))  # then reads nothing
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not sent:  # the reply has started
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        writer = await open_silent(server.port, "request 1", "request 2")
+        await wait_until(lambda: sent)  # the reply has started
         await asyncio.sleep(0.3)
         assert len(sent) < 64  # send() is waiting for the buffer to drain
         writer.close()
