@@ -349,19 +349,22 @@ class HotPath:
             if core.state is not State.OPEN:
                 raise self._closed_exception() from None
             raise
-        # About the frame's size (characters for str; a memoryview's len() counts items).
-        size = message.nbytes if type(message) is memoryview else len(message)
-        deferred = self._deferred_size + size
-        if self._messages and deferred <= COALESCE_LIMIT:
+        deferred = False
+        if self._messages:
             # The application works through a backlog of received messages, answering each
             # (pipelined requests): its answers go out together, once this burst yields to
             # the event loop, or with the answer to the last one, instead of a write each.
             # Past COALESCE_LIMIT they are written: flow control applies (send() waits).
-            self._deferred_size = deferred
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._flush)
-        else:
+            # (The size is about the frame's: characters for str, bytes for a memoryview.)
+            size = message.nbytes if type(message) is memoryview else len(message)
+            total = self._deferred_size + size
+            if total <= COALESCE_LIMIT:
+                deferred = True
+                self._deferred_size = total
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.loop.call_soon(self._flush)
+        if not deferred:
             self._deferred_size = 0
             self._write_out()
         if self._writing_paused:
