@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from wskit.core import ClientConnection, Response, State
@@ -127,7 +127,7 @@ async def open_silent(port: int, *texts: str) -> asyncio.StreamWriter:
     return writer
 
 
-async def wait_until(condition: Any, timeout: float = PEER_WAIT) -> None:
+async def wait_until(condition: Callable[[], object], timeout: float = PEER_WAIT) -> None:
     """Poll ``condition()`` until it is true; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -433,10 +433,7 @@ async def test_broadcast_encodes_once_and_skips_slow_and_closed(
                 break
         assert results[-1] == BroadcastResult(sent=3, skipped_closed=0, skipped_slow=1)
         # Every reader gets every broadcast (the last ones may still be on their way).
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while list(received.values()) != [len(results)] * 3:
-            assert asyncio.get_running_loop().time() < deadline, received
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: list(received.values()) == [len(results)] * 3, WAIT)
         for task in readers:
             task.cancel()
         # A closed connection still in the set is counted, not written to.
@@ -881,8 +878,7 @@ async def test_close_while_max_queue_pauses_reading_completes_the_handshake() ->
 
     async with serve(flood, "127.0.0.1", 0, close_timeout=5) as server:
         ws = await connect(url(server), max_queue=4, close_timeout=5)
-        while not ws._reading_paused:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ws._reading_paused)
         await asyncio.wait_for(ws.close(), 2)  # well within close_timeout
         assert ws.close_code == 1000
         assert await ws.recv() == "m0"  # what was queued before the close is kept
@@ -895,8 +891,7 @@ async def test_a_handler_returning_while_max_queue_pauses_reading_closes_at_once
 
     async def handler(ws: Connection) -> None:
         connections.append(ws)
-        while not ws._reading_paused:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ws._reading_paused)
 
     async with serve(handler, "127.0.0.1", 0, max_queue=2, close_timeout=5) as server:
         ws = await connect(url(server))
@@ -1143,8 +1138,7 @@ async def test_a_send_waiting_for_the_buffer_raises_when_the_connection_is_dropp
                 outcome.append(type(exc).__name__)
 
         task = asyncio.ensure_future(sender())
-        while not ws.writing_paused:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ws.writing_paused)
         del outcome[:]  # what was sent before the buffer filled
         await ws.close()  # the peer never answers: dropped after close_timeout
         await asyncio.wait_for(task, 3)
@@ -1165,8 +1159,7 @@ async def test_send_waits_for_a_slow_reader_also_while_messages_are_queued() -> 
 
     async def handler(ws: Connection) -> None:
         await ws.recv()  # the first request; the second stays queued
-        while not ws._messages:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: ws._messages)
         with contextlib.suppress(ConnectionClosed):
             for index in range(64):  # 4 MiB: far more than the buffers take
                 await ws.send(b"x" * 65536)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.asyncio.helpers import count_writes, open_raw
+from tests.asyncio.helpers import count_writes, open_raw, wait_until
 from wskit.asyncio import connect, serve
 from wskit.core import ClientConnection, ServerConnection
 from wskit.core.events import Closed, Response, Text
@@ -380,8 +380,7 @@ async def test_closing_a_paused_handler_reads_the_peers_close_and_runs_on_close(
     async with connect(url(server)) as ws:
         await ws.send("one")
         await ws.send("two")  # waits unread behind the pause
-        while not server.connections:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: server.connections)
         await asyncio.sleep(0.1)
         await asyncio.wait_for(server.aclose(), 2)  # well within close_timeout
         assert closed == [1001]
@@ -410,10 +409,7 @@ async def test_a_connection_lost_while_a_handler_paused_delivers_what_was_held()
         client.send_text("one")
         client.send_text("two")
         writer.write(b"".join(client.data_to_send()))  # one write: usually one read
-        deadline = asyncio.get_running_loop().time() + 5
-        while not got or got[-1][0] != "closed":
-            assert asyncio.get_running_loop().time() < deadline, got
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: got and got[-1][0] == "closed", 5)
         writer.close()
     assert got in (["one", "two", ("closed", 1006)], ["one", ("closed", 1006)])
     assert got[-1] == ("closed", 1006)
@@ -443,10 +439,7 @@ async def test_on_close_runs_last_when_a_hook_closes_before_a_bad_frame(how: str
         client.send_text("A")
         client.send_text("B")
         writer.write(b"".join(client.data_to_send()) + b"\x83\x80\x00\x00\x00\x00")
-        deadline = asyncio.get_running_loop().time() + 5
-        while "on_close" not in calls:
-            assert asyncio.get_running_loop().time() < deadline, calls
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: "on_close" in calls, 5)
         writer.close()
     assert calls == ["A", "B", "on_close"]
 
@@ -475,10 +468,7 @@ async def test_pause_reading_in_on_open_holds_the_messages_behind_the_request() 
         writer.write(b"".join([*client.data_to_send(), *framer.data_to_send()]))
         await asyncio.sleep(0.1)
         assert got == []  # paused in on_open: nothing delivered
-        deadline = asyncio.get_running_loop().time() + 5
-        while len(got) < 2:
-            assert asyncio.get_running_loop().time() < deadline, got
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(got) == 2, 5)
         writer.close()
     assert got == [("one", False), ("two", False)]
 
@@ -501,10 +491,7 @@ async def test_a_hook_that_pauses_then_fails_closes_with_1011_at_once() -> None:
         await ws.send("a")
         await asyncio.wait_for(ws.wait_closed(), 2)  # well within close_timeout
         assert ws.close_code == 1011
-        deadline = asyncio.get_running_loop().time() + 2
-        while not closed:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: closed, 2)
     assert closed == [1011]
 
 

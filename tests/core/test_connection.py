@@ -699,17 +699,23 @@ def test_frames_from_encode_frame_roundtrip() -> None:
     assert feed(client, data) == [Binary(b"abc"), Closed(1001, "bye", 1001, "")]
 
 
+def client_sends_binary(size: int) -> tuple[ServerConnection, bytes, list[bytes], int]:
+    """A client sends ``size`` bytes (limits of 2 MiB both ways): the server, the payload,
+    the buffers the client hands out and the growth of its ``bytes_sent``."""
+    limits = Limits.for_size(2 << 20)
+    client, server = open_pair({"limits": limits}, {"limits": limits})
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    sent_before = client.bytes_sent
+    client.send_binary(payload)
+    return server, payload, client.data_to_send(), client.bytes_sent - sent_before
+
+
 @pytest.mark.parametrize("size", [4097, 30_000, connection_module.MASK_CHUNK])
 def test_a_client_frame_up_to_mask_chunk_is_one_buffer(size: int) -> None:
     """Header, key and masked payload in one buffer: one write, no join in the I/O layer."""
-    limits = Limits.for_size(1 << 20)
-    client, server = open_pair({"limits": limits}, {"limits": limits})
-    payload = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
-    sent_before = client.bytes_sent
-    client.send_binary(payload)
-    out = client.data_to_send()
+    server, payload, out, sent = client_sends_binary(size)
     assert [len(piece) for piece in out] == [(4 if size < 65536 else 10) + 4 + size]
-    assert client.bytes_sent - sent_before == len(out[0])
+    assert sent == len(out[0])
     assert feed(server, out[0], "random-1") == [Binary(payload)]
 
 
@@ -717,18 +723,13 @@ def test_a_client_frame_up_to_mask_chunk_is_one_buffer(size: int) -> None:
 def test_a_large_client_frame_is_masked_in_pieces(size: int) -> None:
     """Above MASK_CHUNK a client hands out its masked payload in pieces of that size (no
     megabyte-sized copy), and the server unmasks the same message."""
-    limits = Limits.for_size(2 << 20)
-    client, server = open_pair({"limits": limits}, {"limits": limits})
-    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    sent_before = client.bytes_sent
-    client.send_binary(payload)
-    out = client.data_to_send()
+    server, payload, out, sent = client_sends_binary(size)
     chunk = connection_module.MASK_CHUNK
     assert [len(piece) for piece in out[1:]] == [
         min(chunk, size - start) for start in range(0, size, chunk)
     ]
     assert len(out[0]) == 2 + 8 + 4  # the header: 64-bit length and the masking key
-    assert client.bytes_sent - sent_before == sum(len(piece) for piece in out)
+    assert sent == sum(len(piece) for piece in out)
     wire = b"".join(out)
     events = []
     for start in range(0, len(wire), 4099):  # pieces that straddle the client's pieces
